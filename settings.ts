@@ -1,0 +1,180 @@
+/**
+ * Every setting of every entry point, in one place, so `--help`, `start.ts`
+ * and the README's configuration table cannot drift apart.
+ */
+import {
+  boolOption,
+  intOption,
+  numberOption,
+  type Option,
+  stringOption,
+  urlOption,
+} from "./cli.ts";
+import { DEFAULT_TOPIC_PREFIX, isTopicSafe } from "./contract.ts";
+import { DEFAULT_ALARM_PARAMS } from "./alarm.ts";
+
+const hostCheck = (s: string) =>
+  /^[A-Za-z0-9.:_-]+$/.test(s) ? null : "expected a host name or IP address";
+
+export const MODBUS_PORT = intOption(
+  "MODBUS_PORT",
+  "Modbus TCP port",
+  5020,
+  1,
+  65535,
+);
+export const MODBUS_UNIT_ID = intOption(
+  "MODBUS_UNIT_ID",
+  "Modbus unit id",
+  1,
+  0,
+  255,
+);
+
+export const SIM_OPTIONS = {
+  modbusHost: stringOption(
+    "MODBUS_HOST",
+    "simulator listen address",
+    "0.0.0.0",
+    hostCheck,
+  ),
+  modbusPort: MODBUS_PORT,
+  unitId: MODBUS_UNIT_ID,
+  tauS: numberOption(
+    "SIM_TAU_S",
+    "temperature time constant, seconds",
+    10,
+    0.1,
+    3600,
+  ),
+  noise: numberOption(
+    "SIM_NOISE",
+    "measurement noise scale, 0 = deterministic",
+    1,
+    0,
+    10,
+  ),
+  stepMs: intOption("SIM_STEP_MS", "physics step, ms", 100, 10, 10_000),
+} satisfies Record<string, Option<unknown>>;
+
+export const MQTT_URL = urlOption(
+  "MQTT_URL",
+  "MQTT broker URL (mqtt:// or mqtts://)",
+  "mqtt://localhost:1883",
+  ["mqtt:", "mqtts:"],
+);
+export const MQTT_WS_URL = urlOption(
+  "MQTT_WS_URL",
+  "MQTT over WebSocket URL the browser uses (ws:// or wss://)",
+  "ws://localhost:9001",
+  ["ws:", "wss:"],
+);
+export const TOPIC_PREFIX = stringOption(
+  "TOPIC_PREFIX",
+  "MQTT topic prefix",
+  DEFAULT_TOPIC_PREFIX,
+  (s) => isTopicSafe(s) ? null : "expected letters, digits, _ . - and /",
+);
+export const MQTT_USERNAME = stringOption(
+  "MQTT_USERNAME",
+  "MQTT user name (empty = anonymous)",
+  "",
+);
+export const MQTT_PASSWORD = stringOption(
+  "MQTT_PASSWORD",
+  "MQTT password",
+  "",
+  undefined,
+  true,
+);
+
+export const POLL_OPTIONS = {
+  modbusHost: stringOption(
+    "MODBUS_HOST",
+    "device host",
+    "127.0.0.1",
+    hostCheck,
+  ),
+  modbusPort: MODBUS_PORT,
+  unitId: MODBUS_UNIT_ID,
+  intervalMs: intOption(
+    "POLL_INTERVAL_MS",
+    "poll period, ms",
+    1000,
+    50,
+    3_600_000,
+  ),
+  timeoutMs: intOption(
+    "MODBUS_TIMEOUT_MS",
+    "timeout of one Modbus request, ms",
+    1000,
+    10,
+    60_000,
+  ),
+  retries: intOption(
+    "MODBUS_RETRIES",
+    "extra tries per poll before it counts as failed",
+    2,
+    0,
+    10,
+  ),
+  backoffMaxMs: intOption(
+    "BACKOFF_MAX_MS",
+    "longest backoff after failures, ms",
+    30_000,
+    100,
+    3_600_000,
+  ),
+  mqttUrl: MQTT_URL,
+  mqttUsername: MQTT_USERNAME,
+  mqttPassword: MQTT_PASSWORD,
+  topicPrefix: TOPIC_PREFIX,
+  raiseAboveC: numberOption(
+    "ALARM_RAISE_C",
+    "temp_high raises above this, C",
+    DEFAULT_ALARM_PARAMS.raiseAboveC,
+    -50,
+    200,
+  ),
+  raiseDelayMs: intOption(
+    "ALARM_RAISE_DELAY_MS",
+    "temp_high raises after this long above, ms",
+    DEFAULT_ALARM_PARAMS.raiseDelayMs,
+    0,
+    3_600_000,
+  ),
+  clearBelowC: numberOption(
+    "ALARM_CLEAR_C",
+    "temp_high clears below this, C",
+    DEFAULT_ALARM_PARAMS.clearBelowC,
+    -50,
+    200,
+  ),
+  clearDelayMs: intOption(
+    "ALARM_CLEAR_DELAY_MS",
+    "temp_high clears after this long below, ms",
+    DEFAULT_ALARM_PARAMS.clearDelayMs,
+    0,
+    3_600_000,
+  ),
+} satisfies Record<string, Option<unknown>>;
+
+export const BROKER_OPTIONS = {
+  mqttUrl: MQTT_URL,
+  mqttWsUrl: MQTT_WS_URL,
+  brokerHost: stringOption(
+    "BROKER_HOST",
+    "embedded broker listen address",
+    "0.0.0.0",
+    hostCheck,
+  ),
+} satisfies Record<string, Option<unknown>>;
+
+export const HMI_PORT = intOption("HMI_PORT", "HMI HTTP port", 8000, 1, 65535);
+
+export const START_OPTIONS = {
+  externalBroker: boolOption(
+    "EXTERNAL_BROKER",
+    "use the broker at MQTT_URL/MQTT_WS_URL instead of starting the embedded one",
+  ),
+} satisfies Record<string, Option<unknown>>;
