@@ -178,3 +178,18 @@ export const START_OPTIONS = {
     "use the broker at MQTT_URL/MQTT_WS_URL instead of starting the embedded one",
   ),
 } satisfies Record<string, Option<unknown>>;
+
+export const HMI_OPTIONS = {
+  hmiHost: stringOption(
+    "HMI_HOST",
+    "HMI listen address",
+    "0.0.0.0",
+    hostCheck,
+  ),
+  hmiPort: HMI_PORT,
+  mqttWsUrl: MQTT_WS_URL,
+  topicPrefix: TOPIC_PREFIX,
+  intervalMs: POLL_OPTIONS.intervalMs,
+  raiseAboveC: POLL_OPTIONS.raiseAboveC,
+  clearBelowC: POLL_OPTIONS.clearBelowC,
+} satisfies Record<string, Option<unknown>>;
