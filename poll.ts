@@ -1,0 +1,308 @@
+/**
+ * The poller: reads the device over Modbus TCP on a fixed schedule, scales
+ * registers to engineering units, runs the alarm rule, and publishes
+ * telemetry with quality, alarm events and retained online status to MQTT.
+ *
+ * Failure policy: each poll makes up to 1 + retries tries, each bounded by
+ * the timeout. When all fail it publishes bad quality with the reason, drops
+ * the connection and backs off exponentially (with jitter, capped); the first
+ * good read returns to the normal schedule.
+ *
+ * @example
+ * ```ts
+ * const poller = await startPoller(cfg);
+ * await poller.stop();
+ * ```
+ */
+import { type ConfigOf, runMain } from "./cli.ts";
+import { POLL_OPTIONS } from "./settings.ts";
+import {
+  buildAlarmEvent,
+  buildBadTelemetry,
+  buildTelemetry,
+  type Topics,
+  topicsFor,
+} from "./contract.ts";
+import { POLL_BLOCK, scaleRegisters } from "./registers.ts";
+import {
+  alarmMessage,
+  type AlarmParams,
+  alarmParamsError,
+  type AlarmState,
+  evaluateAlarm,
+  INITIAL_ALARM_STATE,
+} from "./alarm.ts";
+import { backoffDelayMs, type BackoffParams, nextTickMs } from "./schedule.ts";
+import { describeModbusError, ModbusLink } from "./modbus_link.ts";
+import { Publisher } from "./publisher.ts";
+import { ConfigError } from "./cli.ts";
+
+export type PollConfig = ConfigOf<typeof POLL_OPTIONS>;
+
+/** Outcome of one poll, for tests and metrics. */
+export type PollOutcome =
+  | { ok: true; tsMs: number; tries: number }
+  | { ok: false; tsMs: number; error: string; nextDelayMs: number };
+
+export interface Poller {
+  /** Stops polling, publishes offline status and closes both connections. */
+  stop(): Promise<void>;
+  /** Recent outcomes, newest last (bounded), for tests and diagnostics. */
+  readonly outcomes: readonly PollOutcome[];
+  readonly publisher: Publisher;
+}
+
+export interface PollerDeps {
+  log?: (line: string) => void;
+  now?: () => number;
+  random?: () => number;
+  /** Called after every poll (tests await outcomes instead of sleeping). */
+  onOutcome?: (o: PollOutcome) => void;
+}
+
+/** Sleep that `wake()` can cut short (for a prompt stop). */
+class Sleeper {
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #resolve: (() => void) | null = null;
+  sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      this.#resolve = resolve;
+      this.#timer = setTimeout(() => {
+        this.#resolve = null;
+        resolve();
+      }, Math.max(0, ms));
+    });
+  }
+  wake(): void {
+    clearTimeout(this.#timer);
+    this.#resolve?.();
+    this.#resolve = null;
+  }
+}
+
+export function alarmParamsOf(cfg: PollConfig): AlarmParams {
+  return {
+    raiseAboveC: cfg.raiseAboveC,
+    raiseDelayMs: cfg.raiseDelayMs,
+    clearBelowC: cfg.clearBelowC,
+    clearDelayMs: cfg.clearDelayMs,
+  };
+}
+
+/** Start polling one device; resolves once the loop is running. */
+export function startPoller(
+  cfg: PollConfig,
+  deps: PollerDeps = {},
+): Promise<Poller> {
+  const log = deps.log ?? ((l: string) => console.error(l));
+  const now = deps.now ?? Date.now;
+  const random = deps.random ?? Math.random;
+  const alarmParams = alarmParamsOf(cfg);
+  const why = alarmParamsError(alarmParams);
+  if (why) throw new ConfigError(why);
+  const topics: Topics = topicsFor(cfg.topicPrefix);
+  const backoff: BackoffParams = {
+    baseMs: cfg.intervalMs,
+    maxMs: cfg.backoffMaxMs,
+    jitter: 0.1,
+  };
+  const target = `${cfg.modbusHost}:${cfg.modbusPort}`;
+
+  const publisher = new Publisher({
+    url: cfg.mqttUrl,
+    username: cfg.mqttUsername,
+    password: cfg.mqttPassword,
+    clientId: `poller-${cfg.topicPrefix.replaceAll("/", "_")}-${
+      crypto.randomUUID().slice(0, 8)
+    }`,
+    statusTopic: topics.status,
+    maxBufferedTelemetry: 3600,
+    reconnect: { baseMs: 1000, maxMs: cfg.backoffMaxMs, jitter: 0.1 },
+    log,
+    now,
+    random,
+  });
+  publisher.start();
+
+  const link = new ModbusLink({
+    host: cfg.modbusHost,
+    port: cfg.modbusPort,
+    unitId: cfg.unitId,
+    timeoutMs: cfg.timeoutMs,
+  });
+
+  const outcomes: PollOutcome[] = [];
+  const sleeper = new Sleeper();
+  let stopped = false;
+  let seq = 0;
+  let deviceId: number | null = null;
+  let alarm: AlarmState = INITIAL_ALARM_STATE;
+  let failures = 0;
+  let lastError = "";
+  let everConnected = false;
+
+  function record(o: PollOutcome): void {
+    outcomes.push(o);
+    if (outcomes.length > 100) outcomes.shift();
+    deps.onOutcome?.(o);
+  }
+
+  function runAlarm(tsMs: number, value: number | null): void {
+    const r = evaluateAlarm(alarm, { tsMs, value }, alarmParams);
+    alarm = r.state;
+    if (!r.event) return;
+    const message = alarmMessage(r.event, alarmParams);
+    log(`alarm: temp_high ${r.event.state}: ${message}`);
+    publisher.send(
+      "alarm",
+      topics.alarms,
+      {
+        ...buildAlarmEvent({
+          tsMs: r.event.tsMs,
+          deviceId,
+          alarm: "temp_high",
+          state: r.event.state,
+          value: r.event.value,
+          message,
+        }),
+      },
+    );
+  }
+
+  /** One poll: up to 1 + retries tries. Returns the words or the last error. */
+  async function readWithRetries(): Promise<
+    { words: number[]; tries: number } | { error: string }
+  > {
+    let error = "unknown error";
+    for (let attempt = 1; attempt <= 1 + cfg.retries && !stopped; attempt++) {
+      const wasOpen = link.isOpen;
+      try {
+        const words = await link.readHolding(
+          POLL_BLOCK.start,
+          POLL_BLOCK.count,
+        );
+        if (!wasOpen && !everConnected) log(`modbus: connected to ${target}`);
+        everConnected = true;
+        return { words, tries: attempt };
+      } catch (e) {
+        error = describeModbusError(e);
+        // A timed-out or garbled exchange may leave a stale reply in the
+        // socket; a fresh connection keeps transaction ids in step.
+        if (error !== "timeout" || !link.isOpen) link.destroy();
+      }
+    }
+    return { error };
+  }
+
+  async function pollOnce(): Promise<PollOutcome> {
+    const r = await readWithRetries();
+    const tsMs = now();
+    if ("words" in r) {
+      try {
+        const scaled = scaleRegisters(r.words, POLL_BLOCK.start);
+        deviceId = scaled.deviceId;
+        publisher.send(
+          "telemetry",
+          topics.telemetry,
+          {
+            ...buildTelemetry({
+              tsMs,
+              deviceId,
+              seq: ++seq,
+              values: scaled.values,
+            }),
+          },
+        );
+        runAlarm(tsMs, scaled.values.temp_c);
+        return { ok: true, tsMs, tries: r.tries };
+      } catch (e) {
+        return failed(tsMs, `bad response (${(e as Error).message})`);
+      }
+    }
+    return failed(tsMs, r.error);
+  }
+
+  function failed(tsMs: number, error: string): PollOutcome {
+    link.destroy();
+    failures++;
+    const nextDelayMs = backoffDelayMs(failures, backoff, random());
+    publisher.send(
+      "telemetry",
+      topics.telemetry,
+      { ...buildBadTelemetry({ tsMs, deviceId, seq: ++seq, error }) },
+    );
+    runAlarm(tsMs, null);
+    if (
+      error !== lastError || nextDelayMs < backoff.maxMs * (1 - backoff.jitter)
+    ) {
+      log(
+        `modbus: poll of ${target} failed (${error}); backing off ${nextDelayMs} ms`,
+      );
+    }
+    lastError = error;
+    return { ok: false, tsMs, error, nextDelayMs };
+  }
+
+  const loop = (async () => {
+    let anchor = now();
+    let next = anchor;
+    while (!stopped) {
+      await sleeper.sleep(next - now());
+      if (stopped) break;
+      const outcome = await pollOnce();
+      if (stopped) break;
+      if (outcome.ok) {
+        if (failures > 0) {
+          log(
+            `modbus: recovered after ${failures} failed polls (${lastError})`,
+          );
+          // Back to the normal schedule, anchored at this good read.
+          anchor = outcome.tsMs;
+          failures = 0;
+          lastError = "";
+        }
+        next = nextTickMs(anchor, cfg.intervalMs, now());
+      } else {
+        next = now() + outcome.nextDelayMs;
+      }
+      record(outcome);
+    }
+  })();
+
+  log(
+    `poll: ${target} unit ${cfg.unitId} every ${cfg.intervalMs} ms -> ${topics.telemetry}`,
+  );
+
+  return Promise.resolve({
+    outcomes,
+    publisher,
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      sleeper.wake();
+      link.destroy();
+      await loop;
+      await publisher.stop();
+    },
+  });
+}
+
+if (import.meta.main) {
+  await runMain(
+    "poll",
+    "poll a Modbus TCP device and publish telemetry and alarms to MQTT",
+    POLL_OPTIONS,
+    async (cfg) => {
+      const poller = await startPoller(cfg);
+      let stopping = false;
+      const stop = async () => {
+        if (stopping) return;
+        stopping = true;
+        await poller.stop();
+        Deno.exit(0);
+      };
+      Deno.addSignalListener("SIGINT", stop);
+      Deno.addSignalListener("SIGTERM", stop);
+    },
+  );
+}
