@@ -142,6 +142,7 @@ export class Publisher {
       while (this.outbox.length > 0 && c.connected && this.#now() < deadline) {
         await new Promise((r) => setTimeout(r, 10));
       }
+      let timer: ReturnType<typeof setTimeout> | undefined;
       try {
         await Promise.race([
           c.publishAsync(
@@ -149,9 +150,13 @@ export class Publisher {
             JSON.stringify(buildStatus("offline", this.#now(), this.session)),
             { qos: 1, retain: true },
           ),
-          new Promise((r) => setTimeout(r, drainMs)),
+          new Promise((r) => timer = setTimeout(r, drainMs)),
         ]);
-      } catch { /* going away anyway */ }
+      } catch {
+        /* going away anyway */
+      } finally {
+        clearTimeout(timer);
+      }
     }
     await c.endAsync(!c.connected);
     if (this.outbox.length > 0) {

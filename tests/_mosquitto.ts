@@ -1,0 +1,114 @@
+/**
+ * Runs a real Mosquitto 2.0 as a child process on free loopback ports, with
+ * a generated config (TCP + WebSocket listeners, anonymous or password file,
+ * optional ACL file), for integration tests.
+ */
+import { collectLines, freePort, LineLog, MOSQUITTO } from "./_support.ts";
+
+export interface MosquittoOptions {
+  /** Lines appended to the generated config (e.g. password_file, acl_file). */
+  extraConfig?: string[];
+  allowAnonymous?: boolean;
+  withWebSocket?: boolean;
+}
+
+export interface Mosquitto {
+  tcpPort: number;
+  wsPort: number | null;
+  log: LineLog;
+  dir: string;
+  /** SIGTERM and wait; removes the temp dir. */
+  stop(): Promise<void>;
+  /** Stop then start again on the same ports (a broker restart). */
+  restart(): Promise<void>;
+}
+
+export async function startMosquitto(
+  opts: MosquittoOptions = {},
+): Promise<Mosquitto> {
+  if (!MOSQUITTO) throw new Error("mosquitto not installed");
+  const dir = await Deno.makeTempDir({ prefix: "mosq-" });
+  const tcpPort = await freePort();
+  const wsPort = opts.withWebSocket === false ? null : await freePort();
+  const conf = [
+    "per_listener_settings false",
+    `allow_anonymous ${opts.allowAnonymous === false ? "false" : "true"}`,
+    "log_dest stderr",
+    "log_type error",
+    "log_type warning",
+    "log_type notice",
+    "log_type information",
+    "connection_messages true",
+    "persistence false",
+    // Mosquitto's default of 1000 queued messages per offline client would
+    // silently cap what a persistent subscriber can catch up on.
+    "max_queued_messages 100000",
+    `listener ${tcpPort} 127.0.0.1`,
+    ...(wsPort
+      ? [
+        `listener ${wsPort} 127.0.0.1`,
+        "protocol websockets",
+        "socket_domain ipv4",
+      ]
+      : []),
+    ...(opts.extraConfig ?? []),
+  ].join("\n") + "\n";
+  const confPath = `${dir}/mosquitto.conf`;
+  await Deno.writeTextFile(confPath, conf);
+
+  const log = new LineLog();
+  let child: Deno.ChildProcess;
+  let collecting: Promise<void>;
+
+  async function spawn() {
+    child = new Deno.Command(MOSQUITTO!, {
+      args: ["-c", confPath],
+      stdout: "null",
+      stderr: "piped",
+      stdin: "null",
+    }).spawn();
+    collecting = collectLines(child.stderr, log);
+    const mark = log.lines.length;
+    await waitListening(log, mark, tcpPort);
+  }
+
+  async function kill() {
+    try {
+      child.kill("SIGTERM");
+    } catch { /* already exited */ }
+    await child.status;
+    await collecting;
+  }
+
+  await spawn();
+  return {
+    tcpPort,
+    wsPort,
+    log,
+    dir,
+    async stop() {
+      await kill();
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+    },
+    async restart() {
+      await kill();
+      await spawn();
+    },
+  };
+}
+
+/** Wait for "Opening ipv4 listen socket on port N" after line `from`. */
+async function waitListening(log: LineLog, from: number, port: number) {
+  const re = new RegExp(`listen socket on port ${port}`);
+  const deadline = Date.now() + 10_000;
+  while (Date.now() < deadline) {
+    if (log.lines.slice(from).some((l) => re.test(l))) {
+      return;
+    }
+    if (log.lines.slice(from).some((l) => /Error:/.test(l))) {
+      throw new Error(`mosquitto failed:\n${log.lines.join("\n")}`);
+    }
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  throw new Error(`mosquitto did not start:\n${log.lines.join("\n")}`);
+}
