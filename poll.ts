@@ -89,46 +89,58 @@ export function alarmParamsOf(cfg: PollConfig): AlarmParams {
   };
 }
 
-/** Start polling one device; resolves once the loop is running. */
-export function startPoller(
-  cfg: PollConfig,
+/** Where one device is and how often to read it. */
+export interface DeviceTarget {
+  /** Fleet name (topic level), or null for the single-device topics. */
+  name: string | null;
+  host: string;
+  port: number;
+  unitId: number;
+  intervalMs: number;
+}
+
+/** How hard to try, shared by every device of a poller. */
+export interface PollPolicy {
+  timeoutMs: number;
+  retries: number;
+  backoffMaxMs: number;
+  alarm: AlarmParams;
+}
+
+export interface DevicePoller {
+  readonly target: DeviceTarget;
+  readonly outcomes: readonly PollOutcome[];
+  stop(): Promise<void>;
+}
+
+/**
+ * Poll one device on its own schedule, connection and backoff, publishing
+ * through a shared Publisher. A hung device only ever delays itself.
+ */
+export function startDevicePoller(
+  target: DeviceTarget,
+  policy: PollPolicy,
+  topics: Topics,
+  publisher: Publisher,
   deps: PollerDeps = {},
-): Promise<Poller> {
+): DevicePoller {
   const log = deps.log ?? ((l: string) => console.error(l));
   const now = deps.now ?? Date.now;
   const random = deps.random ?? Math.random;
-  const alarmParams = alarmParamsOf(cfg);
-  const why = alarmParamsError(alarmParams);
-  if (why) throw new ConfigError(why);
-  const topics: Topics = topicsFor(cfg.topicPrefix);
+  const alarmParams = policy.alarm;
   const backoff: BackoffParams = {
-    baseMs: cfg.intervalMs,
-    maxMs: cfg.backoffMaxMs,
+    baseMs: target.intervalMs,
+    maxMs: policy.backoffMaxMs,
     jitter: 0.1,
   };
-  const target = `${cfg.modbusHost}:${cfg.modbusPort}`;
-
-  const publisher = new Publisher({
-    url: cfg.mqttUrl,
-    username: cfg.mqttUsername,
-    password: cfg.mqttPassword,
-    clientId: `poller-${cfg.topicPrefix.replaceAll("/", "_")}-${
-      crypto.randomUUID().slice(0, 8)
-    }`,
-    statusTopic: topics.status,
-    maxBufferedTelemetry: 3600,
-    reconnect: { baseMs: 1000, maxMs: cfg.backoffMaxMs, jitter: 0.1 },
-    log,
-    now,
-    random,
-  });
-  publisher.start();
+  const who = target.name ?? `${target.host}:${target.port}`;
+  const where = `${target.host}:${target.port}`;
 
   const link = new ModbusLink({
-    host: cfg.modbusHost,
-    port: cfg.modbusPort,
-    unitId: cfg.unitId,
-    timeoutMs: cfg.timeoutMs,
+    host: target.host,
+    port: target.port,
+    unitId: target.unitId,
+    timeoutMs: policy.timeoutMs,
   });
 
   const outcomes: PollOutcome[] = [];
@@ -152,21 +164,17 @@ export function startPoller(
     alarm = r.state;
     if (!r.event) return;
     const message = alarmMessage(r.event, alarmParams);
-    log(`alarm: temp_high ${r.event.state}: ${message}`);
-    publisher.send(
-      "alarm",
-      topics.alarms,
-      {
-        ...buildAlarmEvent({
-          tsMs: r.event.tsMs,
-          deviceId,
-          alarm: "temp_high",
-          state: r.event.state,
-          value: r.event.value,
-          message,
-        }),
-      },
-    );
+    log(`alarm: ${who} temp_high ${r.event.state}: ${message}`);
+    publisher.send("alarm", topics.alarms, {
+      ...buildAlarmEvent({
+        tsMs: r.event.tsMs,
+        deviceId,
+        alarm: "temp_high",
+        state: r.event.state,
+        value: r.event.value,
+        message,
+      }),
+    });
   }
 
   /** One poll: up to 1 + retries tries. Returns the words or the last error. */
@@ -174,14 +182,17 @@ export function startPoller(
     { words: number[]; tries: number } | { error: string }
   > {
     let error = "unknown error";
-    for (let attempt = 1; attempt <= 1 + cfg.retries && !stopped; attempt++) {
-      const wasOpen = link.isOpen;
+    for (
+      let attempt = 1;
+      attempt <= 1 + policy.retries && !stopped;
+      attempt++
+    ) {
       try {
         const words = await link.readHolding(
           POLL_BLOCK.start,
           POLL_BLOCK.count,
         );
-        if (!wasOpen && !everConnected) log(`modbus: connected to ${target}`);
+        if (!everConnected) log(`modbus: connected to ${who} (${where})`);
         everConnected = true;
         return { words, tries: attempt };
       } catch (e) {
@@ -197,46 +208,35 @@ export function startPoller(
   async function pollOnce(): Promise<PollOutcome> {
     const r = await readWithRetries();
     const tsMs = now();
-    if ("words" in r) {
-      try {
-        const scaled = scaleRegisters(r.words, POLL_BLOCK.start);
-        deviceId = scaled.deviceId;
-        publisher.send(
-          "telemetry",
-          topics.telemetry,
-          {
-            ...buildTelemetry({
-              tsMs,
-              deviceId,
-              seq: ++seq,
-              values: scaled.values,
-            }),
-          },
-        );
-        runAlarm(tsMs, scaled.values.temp_c);
-        return { ok: true, tsMs, tries: r.tries };
-      } catch (e) {
-        return failed(tsMs, `bad response (${(e as Error).message})`);
-      }
+    if (!("words" in r)) return failed(tsMs, r.error);
+    let scaled;
+    try {
+      scaled = scaleRegisters(r.words, POLL_BLOCK.start);
+    } catch (e) {
+      return failed(tsMs, `bad response (${(e as Error).message})`);
     }
-    return failed(tsMs, r.error);
+    deviceId = scaled.deviceId;
+    publisher.send("telemetry", topics.telemetry, {
+      ...buildTelemetry({ tsMs, deviceId, seq: ++seq, values: scaled.values }),
+    });
+    runAlarm(tsMs, scaled.values.temp_c);
+    return { ok: true, tsMs, tries: r.tries };
   }
 
   function failed(tsMs: number, error: string): PollOutcome {
     link.destroy();
     failures++;
     const nextDelayMs = backoffDelayMs(failures, backoff, random());
-    publisher.send(
-      "telemetry",
-      topics.telemetry,
-      { ...buildBadTelemetry({ tsMs, deviceId, seq: ++seq, error }) },
-    );
+    publisher.send("telemetry", topics.telemetry, {
+      ...buildBadTelemetry({ tsMs, deviceId, seq: ++seq, error }),
+    });
     runAlarm(tsMs, null);
+    // Log changes only: a new reason, or a still-growing backoff step.
     if (
       error !== lastError || nextDelayMs < backoff.maxMs * (1 - backoff.jitter)
     ) {
       log(
-        `modbus: poll of ${target} failed (${error}); backing off ${nextDelayMs} ms`,
+        `modbus: poll of ${who} failed (${error}); backing off ${nextDelayMs} ms`,
       );
     }
     lastError = error;
@@ -254,14 +254,14 @@ export function startPoller(
       if (outcome.ok) {
         if (failures > 0) {
           log(
-            `modbus: recovered after ${failures} failed polls (${lastError})`,
+            `modbus: ${who} recovered after ${failures} failed polls (${lastError})`,
           );
           // Back to the normal schedule, anchored at this good read.
           anchor = outcome.tsMs;
           failures = 0;
           lastError = "";
         }
-        next = nextTickMs(anchor, cfg.intervalMs, now());
+        next = nextTickMs(anchor, target.intervalMs, now());
       } else {
         next = now() + outcome.nextDelayMs;
       }
@@ -269,21 +269,85 @@ export function startPoller(
     }
   })();
 
-  log(
-    `poll: ${target} unit ${cfg.unitId} every ${cfg.intervalMs} ms -> ${topics.telemetry}`,
-  );
-
-  return Promise.resolve({
+  return {
+    target,
     outcomes,
-    publisher,
     async stop() {
       if (stopped) return;
       stopped = true;
       sleeper.wake();
       link.destroy();
       await loop;
+    },
+  };
+}
+
+/** Start the single-device poller of PollConfig; resolves once running. */
+export function startPoller(
+  cfg: PollConfig,
+  deps: PollerDeps = {},
+): Promise<Poller> {
+  const log = deps.log ?? ((l: string) => console.error(l));
+  const alarm = alarmParamsOf(cfg);
+  const why = alarmParamsError(alarm);
+  if (why) throw new ConfigError(why);
+  const topics = topicsFor(cfg.topicPrefix);
+  const publisher = makePublisher(cfg, topics.status, deps);
+  publisher.start();
+  const device = startDevicePoller(
+    {
+      name: null,
+      host: cfg.modbusHost,
+      port: cfg.modbusPort,
+      unitId: cfg.unitId,
+      intervalMs: cfg.intervalMs,
+    },
+    policyOf(cfg),
+    topics,
+    publisher,
+    { ...deps, log },
+  );
+  log(
+    `poll: ${cfg.modbusHost}:${cfg.modbusPort} unit ${cfg.unitId} every ${cfg.intervalMs} ms -> ${topics.telemetry}`,
+  );
+  return Promise.resolve({
+    outcomes: device.outcomes,
+    publisher,
+    async stop() {
+      await device.stop();
       await publisher.stop();
     },
+  });
+}
+
+export function policyOf(cfg: PollConfig): PollPolicy {
+  return {
+    timeoutMs: cfg.timeoutMs,
+    retries: cfg.retries,
+    backoffMaxMs: cfg.backoffMaxMs,
+    alarm: alarmParamsOf(cfg),
+  };
+}
+
+/** The MQTT side for a poller process (one connection for all devices). */
+export function makePublisher(
+  cfg: PollConfig,
+  statusTopic: string,
+  deps: PollerDeps = {},
+): Publisher {
+  return new Publisher({
+    url: cfg.mqttUrl,
+    username: cfg.mqttUsername,
+    password: cfg.mqttPassword,
+    clientId: `poller-${cfg.topicPrefix.replaceAll("/", "_")}-${
+      crypto.randomUUID().slice(0, 8)
+    }`,
+    statusTopic,
+    maxBufferedTelemetry: 3600,
+    reconnect: { baseMs: 1000, maxMs: cfg.backoffMaxMs, jitter: 0.1 },
+    log: deps.log ?? ((l: string) => console.error(l)),
+    now: deps.now,
+    random: deps.random,
   });
 }
 
