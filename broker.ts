@@ -94,6 +94,8 @@ export async function startBroker(opts: BrokerOptions): Promise<Broker> {
       res.end("MQTT over WebSocket only\n");
     });
     wss = new WebSocketServer({ server: httpServer });
+    // ws re-emits the HTTP server's errors; listen() below reports them.
+    wss.on("error", () => {});
     wss.on("connection", (socket, req) => {
       handle(createWebSocketStream(socket), req);
     });

@@ -192,7 +192,7 @@ export function startDevicePoller(
           POLL_BLOCK.start,
           POLL_BLOCK.count,
         );
-        if (!everConnected) log(`modbus: connected to ${who} (${where})`);
+        if (!everConnected) log(`modbus: connected to ${target.name ? `${who} (${where})` : where}`);
         everConnected = true;
         return { words, tries: attempt };
       } catch (e) {
