@@ -17,7 +17,14 @@ export const DEFAULT_TOPIC_PREFIX = "demo";
 export interface Topics {
   telemetry: string;
   alarms: string;
+  /** Retained: every alarm's acknowledgement state (ISA-18.2). */
+  alarmsState: string;
   status: string;
+  /** Operator commands in, and their one answer each. */
+  cmdSetpoint: string;
+  cmdSetpointResult: string;
+  cmdAck: string;
+  cmdAckResult: string;
 }
 
 /** Topics under `prefix` (and `device`, for a fleet entry). */
@@ -26,7 +33,12 @@ export function topicsFor(prefix: string, device?: string): Topics {
   return {
     telemetry: `${base}/telemetry`,
     alarms: `${base}/alarms`,
+    alarmsState: `${base}/alarms/state`,
     status: `${base}/status`,
+    cmdSetpoint: `${base}/cmd/setpoint`,
+    cmdSetpointResult: `${base}/cmd/setpoint/result`,
+    cmdAck: `${base}/cmd/ack`,
+    cmdAckResult: `${base}/cmd/ack/result`,
   };
 }
 
@@ -60,7 +72,8 @@ export interface BadTelemetry {
 export type Telemetry = GoodTelemetry | BadTelemetry;
 
 export type AlarmName = "temp_high";
-export type AlarmTransition = "raised" | "cleared";
+/** Condition transitions, plus the operator's acknowledgement. */
+export type AlarmTransition = "raised" | "cleared" | "acked";
 
 export interface AlarmEvent {
   ts: string;

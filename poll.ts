@@ -20,10 +20,25 @@ import {
   buildAlarmEvent,
   buildBadTelemetry,
   buildTelemetry,
+  isoTs,
   type Topics,
   topicsFor,
 } from "./contract.ts";
-import { POLL_BLOCK, scaleRegisters } from "./registers.ts";
+import { ADDR, POLL_BLOCK, scaleRegisters } from "./registers.ts";
+import {
+  buildCommandResult,
+  COMMAND_ANSWER_MS,
+  RecentIds,
+  validateAckCommand,
+  validateSetpointCommand,
+} from "./commands.ts";
+import {
+  type AlarmRecord,
+  initialAlarmRecord,
+  onAck,
+  onCleared,
+  onRaised,
+} from "./alarm_states.ts";
 import {
   alarmMessage,
   type AlarmParams,
@@ -110,8 +125,13 @@ export interface PollPolicy {
 export interface DevicePoller {
   readonly target: DeviceTarget;
   readonly outcomes: readonly PollOutcome[];
+  /** Current ISA-18.2 state of temp_high. */
+  readonly alarmRecord: AlarmRecord;
   stop(): Promise<void>;
 }
+
+/** Alarm names this device type has (acks for others are refused). */
+export const ALARM_NAMES = ["temp_high"] as const;
 
 /**
  * Poll one device on its own schedule, connection and backoff, publishing
@@ -149,6 +169,8 @@ export function startDevicePoller(
   let seq = 0;
   let deviceId: number | null = null;
   let alarm: AlarmState = INITIAL_ALARM_STATE;
+  let alarmRec: AlarmRecord = initialAlarmRecord("temp_high");
+  const recentCommands = new RecentIds();
   let failures = 0;
   let lastError = "";
   let everConnected = false;
@@ -165,6 +187,9 @@ export function startDevicePoller(
     if (!r.event) return;
     const message = alarmMessage(r.event, alarmParams);
     log(`alarm: ${who} temp_high ${r.event.state}: ${message}`);
+    alarmRec = r.event.state === "raised"
+      ? onRaised(alarmRec, r.event)
+      : onCleared(alarmRec, r.event);
     publisher.send("alarm", topics.alarms, {
       ...buildAlarmEvent({
         tsMs: r.event.tsMs,
@@ -175,7 +200,124 @@ export function startDevicePoller(
         message,
       }),
     });
+    publishAlarmState(r.event.tsMs);
   }
+
+  /** Retained, so a freshly opened HMI shows the right alarms at once. */
+  function publishAlarmState(tsMs: number): void {
+    publisher.send("event", topics.alarmsState, {
+      ts: isoTs(tsMs),
+      device_id: deviceId,
+      alarms: [alarmRec],
+    }, true);
+  }
+
+  function answer(
+    topic: string,
+    r: Parameters<typeof buildCommandResult>[0],
+  ): void {
+    publisher.send("event", topic, { ...buildCommandResult(r) });
+  }
+
+  /** Write the setpoint (FC06) and read it back; bounded so we always answer. */
+  async function writeSetpoint(value: number): Promise<string | null> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const deadline = new Promise<string>((resolve) => {
+      timer = setTimeout(() => resolve("timeout"), COMMAND_ANSWER_MS - 200);
+    });
+    const work = (async () => {
+      try {
+        await link.writeRegister(ADDR.setpoint, value);
+        const [back] = await link.readHolding(ADDR.setpoint, 1);
+        return back === value
+          ? null
+          : `read-back mismatch (device holds ${back})`;
+      } catch (e) {
+        return describeModbusError(e);
+      }
+    })();
+    try {
+      return await Promise.race([work, deadline]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  async function onSetpointCommand(payload: Uint8Array): Promise<void> {
+    const v = validateSetpointCommand(payload, now());
+    const id = v.ok ? v.cmd.id : v.id;
+    if (id !== null && !recentCommands.firstTime(id)) {
+      log(`cmd: ${who} setpoint ${id} is a redelivery; answered already`);
+      return;
+    }
+    if (!v.ok) {
+      log(`cmd: ${who} setpoint ${id ?? "(no id)"} refused: ${v.error}`);
+      answer(topics.cmdSetpointResult, {
+        id,
+        tsMs: now(),
+        ok: false,
+        error: v.error,
+      });
+      return;
+    }
+    const error = await writeSetpoint(v.cmd.value);
+    if (error) {
+      log(`cmd: ${who} setpoint ${v.cmd.value} W (${id}) failed: ${error}`);
+      answer(topics.cmdSetpointResult, { id, tsMs: now(), ok: false, error });
+    } else {
+      log(
+        `cmd: ${who} setpoint ${v.cmd.value} W (${id}) written and read back`,
+      );
+      answer(topics.cmdSetpointResult, {
+        id,
+        tsMs: now(),
+        ok: true,
+        value: v.cmd.value,
+      });
+    }
+  }
+
+  function onAckCommand(payload: Uint8Array): void {
+    const v = validateAckCommand(payload, ALARM_NAMES);
+    const id = v.ok ? v.cmd.id : v.id;
+    if (id !== null && !recentCommands.firstTime(id)) return;
+    const tsMs = now();
+    if (!v.ok) {
+      log(`cmd: ${who} ack ${id ?? "(no id)"} refused: ${v.error}`);
+      answer(topics.cmdAckResult, { id, tsMs, ok: false, error: v.error });
+      return;
+    }
+    const r = onAck(alarmRec, tsMs);
+    if (!r.ok) {
+      log(`cmd: ${who} ack ${id} refused: ${r.error}`);
+      answer(topics.cmdAckResult, { id, tsMs, ok: false, error: r.error });
+      return;
+    }
+    alarmRec = r.record;
+    log(
+      `cmd: ${who} ${v.cmd.alarm} acknowledged (${id}); now ${alarmRec.state}`,
+    );
+    publisher.send("alarm", topics.alarms, {
+      ...buildAlarmEvent({
+        tsMs,
+        deviceId,
+        alarm: "temp_high",
+        state: "acked",
+        value: alarmRec.value ?? NaN,
+        message: `acknowledged by operator; now ${alarmRec.state}`,
+      }),
+    });
+    publishAlarmState(tsMs);
+    answer(topics.cmdAckResult, { id, tsMs, ok: true });
+  }
+
+  publisher.subscribe(topics.cmdSetpoint, (_t, p) => {
+    onSetpointCommand(p).catch((e) =>
+      log(`cmd: ${who} setpoint handler: ${e}`)
+    );
+  });
+  publisher.subscribe(topics.cmdAck, (_t, p) => onAckCommand(p));
+  publishAlarmState(now());
 
   /** One poll: up to 1 + retries tries. Returns the words or the last error. */
   async function readWithRetries(): Promise<
@@ -192,7 +334,11 @@ export function startDevicePoller(
           POLL_BLOCK.start,
           POLL_BLOCK.count,
         );
-        if (!everConnected) log(`modbus: connected to ${target.name ? `${who} (${where})` : where}`);
+        if (!everConnected) {
+          log(
+            `modbus: connected to ${target.name ? `${who} (${where})` : where}`,
+          );
+        }
         everConnected = true;
         return { words, tries: attempt };
       } catch (e) {
@@ -272,6 +418,9 @@ export function startDevicePoller(
   return {
     target,
     outcomes,
+    get alarmRecord() {
+      return alarmRec;
+    },
     async stop() {
       if (stopped) return;
       stopped = true;
@@ -357,7 +506,9 @@ if (import.meta.main) {
     "poll a Modbus TCP device and publish telemetry and alarms to MQTT",
     POLL_OPTIONS,
     async (cfg) => {
-      const poller = await startPoller(cfg);
+      const poller = cfg.devicesFile
+        ? await (await import("./fleet.ts")).startFleetFromFile(cfg)
+        : await startPoller(cfg);
       let stopping = false;
       const stop = async () => {
         if (stopping) return;

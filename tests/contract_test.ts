@@ -27,7 +27,12 @@ Deno.test("topics follow the prefix, and nest per device for a fleet", () => {
   assert.deepEqual(topicsFor("demo"), {
     telemetry: "demo/telemetry",
     alarms: "demo/alarms",
+    alarmsState: "demo/alarms/state",
     status: "demo/status",
+    cmdSetpoint: "demo/cmd/setpoint",
+    cmdSetpointResult: "demo/cmd/setpoint/result",
+    cmdAck: "demo/cmd/ack",
+    cmdAckResult: "demo/cmd/ack/result",
   });
   assert.equal(
     topicsFor("site/a", "inv-1").telemetry,

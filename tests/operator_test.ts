@@ -1,0 +1,255 @@
+/**
+ * Operator commands end to end: MQTT command -> poller -> real simulator ->
+ * one answer each; alarm acknowledgement with retained ISA-18.2 state.
+ */
+import assert from "node:assert/strict";
+import { type Simulator, startSimulator } from "../sim.ts";
+import { startBroker } from "../broker.ts";
+import { type Poller, startPoller } from "../poll.ts";
+import { parseConfig } from "../cli.ts";
+import { POLL_OPTIONS } from "../settings.ts";
+import { Recorder } from "./_mqtt.ts";
+import { freePort } from "./_support.ts";
+
+async function setup(env: Record<string, string> = {}) {
+  const modbusPort = await freePort();
+  const mqttPort = await freePort();
+  const sim: Simulator = await startSimulator({
+    host: "127.0.0.1",
+    port: modbusPort,
+    noise: 0,
+    tauS: 0.5,
+    stepMs: 20,
+    log: () => {},
+  });
+  const broker = await startBroker({
+    host: "127.0.0.1",
+    tcpPort: mqttPort,
+    log: () => {},
+  });
+  const url = `mqtt://127.0.0.1:${mqttPort}`;
+  const sub = await Recorder.connect(url, "demo/#");
+  const logs: string[] = [];
+  const poller: Poller = await startPoller(
+    parseConfig(POLL_OPTIONS, [], {
+      MODBUS_PORT: String(modbusPort),
+      MQTT_URL: url,
+      POLL_INTERVAL_MS: "100",
+      MODBUS_TIMEOUT_MS: "300",
+      ALARM_RAISE_DELAY_MS: "300",
+      ALARM_CLEAR_DELAY_MS: "300",
+      ...env,
+    }),
+    { log: (l) => logs.push(l) },
+  );
+  // Commands only count once the poller has subscribed: wait for its first telemetry.
+  await sub.waitFor("telemetry", (m) => m.topic === "demo/telemetry");
+  await sub.waitFor("mqtt connected", () => poller.publisher.connected);
+  return {
+    url,
+    sim,
+    sub,
+    logs,
+    poller,
+    async send(topic: string, payload: unknown) {
+      await sub.client.publishAsync(
+        topic,
+        typeof payload === "string" ? payload : JSON.stringify(payload),
+        { qos: 1 },
+      );
+    },
+    async close() {
+      await poller.stop();
+      await sub.close();
+      await broker.close();
+      await sim.close();
+    },
+  };
+}
+
+const result = (
+  r: Recorder,
+  id: string | null,
+  topic = "demo/cmd/setpoint/result",
+) =>
+  r.waitFor(`result ${id}`, (m) => m.topic === topic && m.json.id === id, 5000);
+
+Deno.test("setpoint commands: good, out of range, stale, malformed — one answer each, within 2 s", async () => {
+  const t = await setup();
+  try {
+    const sent = Date.now();
+    await t.send("demo/cmd/setpoint", {
+      id: "good",
+      value: 3500,
+      ts: new Date().toISOString(),
+    });
+    const good = await result(t.sub, "good");
+    assert.deepEqual({ ...good.json, ts: undefined }, {
+      id: "good",
+      ok: true,
+      value: 3500,
+      ts: undefined,
+    });
+    assert.ok(good.atMs - sent < 2000, `answered in ${good.atMs - sent} ms`);
+    // The device holds it: telemetry shows the new setpoint.
+    await t.sub.waitFor(
+      "setpoint 3500 in telemetry",
+      (m) =>
+        m.topic === "demo/telemetry" &&
+        (m.json.values as Record<string, number> | null)?.setpoint_w === 3500,
+    );
+
+    const cases: [string, unknown, RegExp][] = [
+      [
+        "range",
+        { id: "range", value: 6000, ts: new Date().toISOString() },
+        /value out of range 0\.\.5000/,
+      ],
+      [
+        "string",
+        { id: "string", value: "3500", ts: new Date().toISOString() },
+        /JSON number/,
+      ],
+      [
+        "frac",
+        { id: "frac", value: 3500.5, ts: new Date().toISOString() },
+        /integer/,
+      ],
+      ["stale", {
+        id: "stale",
+        value: 3000,
+        ts: new Date(Date.now() - 60_000).toISOString(),
+      }, /too old/],
+      ["nots", { id: "nots", value: 3000 }, /ISO 8601/],
+    ];
+    for (const [id, payload, re] of cases) {
+      await t.send("demo/cmd/setpoint", payload);
+      const r = await result(t.sub, id);
+      assert.equal(r.json.ok, false, id);
+      assert.match(r.json.error as string, re);
+    }
+    await t.send("demo/cmd/setpoint", "{not json");
+    const malformed = await result(t.sub, null);
+    assert.equal(malformed.json.error, "malformed JSON");
+    // Refused commands never reached the device.
+    const last = t.sub.on("demo/telemetry").at(-1)!;
+    assert.equal((last.json.values as Record<string, number>).setpoint_w, 3500);
+    // Exactly one answer per command, and a redelivered id is not run again.
+    await t.send("demo/cmd/setpoint", {
+      id: "good",
+      value: 100,
+      ts: new Date().toISOString(),
+    });
+    await t.send("demo/cmd/setpoint", {
+      id: "after",
+      value: 3000,
+      ts: new Date().toISOString(),
+    });
+    await result(t.sub, "after");
+    const answers = t.sub.on("demo/cmd/setpoint/result").map((m) => m.json.id);
+    assert.deepEqual(answers, [
+      "good",
+      "range",
+      "string",
+      "frac",
+      "stale",
+      "nots",
+      null,
+      "after",
+    ]);
+    assert.equal(
+      t.logs.filter((l) => l.includes("setpoint") && l.includes("(good)"))
+        .length,
+      1,
+    );
+  } finally {
+    await t.close();
+  }
+});
+
+Deno.test("setpoint command while the device is down: ok false with the reason, within 2 s", async () => {
+  const t = await setup();
+  try {
+    await t.sim.close();
+    const sent = Date.now();
+    await t.send("demo/cmd/setpoint", {
+      id: "down",
+      value: 3500,
+      ts: new Date().toISOString(),
+    });
+    const r = await result(t.sub, "down");
+    assert.equal(r.json.ok, false);
+    assert.match(
+      r.json.error as string,
+      /connection refused|connection reset|connection closed|timeout/,
+    );
+    assert.ok(r.atMs - sent < 2000, `answered in ${r.atMs - sent} ms`);
+  } finally {
+    await t.close();
+  }
+});
+
+Deno.test("alarm acknowledgement: ISA-18.2 states on the retained alarms/state topic", async () => {
+  const t = await setup();
+  const state = () => ((t.sub.on("demo/alarms/state").at(-1)?.json.alarms as {
+    state: string;
+  }[])?.[0]?.state);
+  try {
+    await t.sub.waitFor("initial state", () => state() === "normal");
+    // Ack with nothing to acknowledge is refused.
+    await t.send("demo/cmd/ack", { id: "early", alarm: "temp_high" });
+    const early = await result(t.sub, "early", "demo/cmd/ack/result");
+    assert.equal(early.json.ok, false);
+    assert.match(early.json.error as string, /normal, nothing to acknowledge/);
+
+    await t.send("demo/cmd/setpoint", {
+      id: "hot",
+      value: 4000,
+      ts: new Date().toISOString(),
+    });
+    await t.sub.waitFor(
+      "raised",
+      (m) => m.topic === "demo/alarms" && m.json.state === "raised",
+    );
+    await t.sub.waitFor(
+      "active-unacknowledged",
+      () => state() === "active-unacknowledged",
+    );
+    await t.send("demo/cmd/ack", { id: "ack1", alarm: "temp_high" });
+    assert.equal(
+      (await result(t.sub, "ack1", "demo/cmd/ack/result")).json.ok,
+      true,
+    );
+    await t.sub.waitFor(
+      "acked event",
+      (m) => m.topic === "demo/alarms" && m.json.state === "acked",
+    );
+    await t.sub.waitFor(
+      "active-acknowledged",
+      () => state() === "active-acknowledged",
+    );
+    // Clear after ack: back to normal.
+    await t.send("demo/cmd/setpoint", {
+      id: "cool",
+      value: 3000,
+      ts: new Date().toISOString(),
+    });
+    await t.sub.waitFor(
+      "cleared",
+      (m) => m.topic === "demo/alarms" && m.json.state === "cleared",
+    );
+    await t.sub.waitFor("normal again", () => state() === "normal");
+    // A fresh subscriber gets the current state at once (retained).
+    const late = await Recorder.connect(
+      t.sub.client.options.href ?? "",
+      "demo/alarms/state",
+    ).catch(() => null);
+    if (late) {
+      const m = await late.waitFor("retained state", (x) => x.retain);
+      assert.equal((m.json.alarms as { state: string }[])[0].state, "normal");
+      await late.close();
+    }
+  } finally {
+    await t.close();
+  }
+});
