@@ -96,14 +96,21 @@ Deno.test("handlePdu: unknown function codes get 01", () => {
 });
 
 Deno.test("handlePdu: a throwing bank is exception 04", () => {
-  const b = { ...bank(), read: () => { throw new Error("boom"); } };
+  const b = {
+    ...bank(),
+    read: () => {
+      throw new Error("boom");
+    },
+  };
   assert.equal(hex(handlePdu(b, pdu(3, 0, 0, 0, 1))), "83 04");
 });
 
 Deno.test("unit ids: configured, 0 and 255 served; others 0x0B", () => {
   const b = bank();
   const req = (unitId: number) =>
-    hex(answerFrame(b, 1, { transactionId: 1, unitId, pdu: pdu(3, 0, 0, 0, 1) }));
+    hex(
+      answerFrame(b, 1, { transactionId: 1, unitId, pdu: pdu(3, 0, 0, 0, 1) }),
+    );
   assert.equal(req(1), "03 02 00 64");
   assert.equal(req(0), "03 02 00 64");
   assert.equal(req(255), "03 02 00 64");
