@@ -74,11 +74,7 @@ export async function startBroker(opts: BrokerOptions): Promise<Broker> {
   const handle = (stream: Duplex, req?: http.IncomingMessage) => {
     conns.add(stream);
     stream.once("close", () => conns.delete(stream));
-    // deno-lint-ignore no-explicit-any
-    aedes.handle(
-      opts.withoutReadFix ? stream : readAllOnRead(stream),
-      req as any,
-    );
+    aedes.handle(opts.withoutReadFix ? stream : readAllOnRead(stream), req);
   };
 
   const tcp = net.createServer((socket) => handle(socket));

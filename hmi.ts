@@ -1,0 +1,113 @@
+/**
+ * The web HMI: builds the island bundles, then serves the Fresh-style app
+ * (routes/, islands/, static/) on HMI_HOST:HMI_PORT.
+ *
+ * @example
+ * ```ts
+ * const hmi = await startHmi(cfg, console.log); // cfg: ConfigOf<typeof HMI_OPTIONS>
+ * console.log(`http://127.0.0.1:${hmi.port}/`);
+ * await hmi.close();
+ * ```
+ * As a program: `deno task hmi` (see `--help`).
+ */
+import type { ConfigOf } from "./cli.ts";
+import { runMain } from "./cli.ts";
+import { HMI_OPTIONS } from "./settings.ts";
+import { buildIslands } from "./build.ts";
+import { createApp, type IslandManifest } from "./fresh.ts";
+
+export type HmiConfig = ConfigOf<typeof HMI_OPTIONS>;
+
+/** What every route and page receives as `state`. */
+export interface HmiState {
+  cfg: HmiConfig;
+  startedMs: number;
+  manifest: IslandManifest;
+}
+
+const ROOT = new URL("./", import.meta.url);
+
+/**
+ * The Content-Security-Policy: scripts, styles and everything else only from
+ * this origin; network connections only to this origin and the broker's
+ * WebSocket.
+ */
+export function contentSecurityPolicy(mqttWsUrl: string): string {
+  const u = new URL(mqttWsUrl);
+  const ws = `${u.protocol}//${u.host}`;
+  return [
+    "default-src 'self'",
+    "script-src 'self'",
+    "style-src 'self'",
+    "img-src 'self' data:",
+    "font-src 'self'",
+    `connect-src 'self' ${ws}`,
+    "worker-src 'none'",
+    "object-src 'none'",
+    "base-uri 'none'",
+    "form-action 'self'",
+    "frame-ancestors 'none'",
+  ].join("; ");
+}
+
+/** Build the bundles and start serving. `close()` stops the server. */
+export async function startHmi(
+  cfg: HmiConfig,
+  log: (l: string) => void = () => {},
+): Promise<{ port: number; close(): Promise<void> }> {
+  const { manifest } = await buildIslands({ root: ROOT, log });
+  const state: HmiState = { cfg, startedMs: Date.now(), manifest };
+  const app = await createApp({
+    root: ROOT,
+    manifest,
+    state,
+    csp: contentSecurityPolicy(cfg.mqttWsUrl),
+  });
+  const ac = new AbortController();
+  let port = cfg.hmiPort;
+  const listening = Promise.withResolvers<void>();
+  const server = Deno.serve({
+    hostname: cfg.hmiHost,
+    port: cfg.hmiPort,
+    signal: ac.signal,
+    onListen: (addr) => {
+      port = addr.port;
+      listening.resolve();
+    },
+    onError: (e) => {
+      log(`hmi: request failed: ${(e as Error)?.message ?? e}`);
+      return new Response("Internal server error\n", { status: 500 });
+    },
+  }, app.fetch);
+  await listening.promise;
+  log(
+    `hmi: listening on http://${cfg.hmiHost}:${port}/ (broker ${cfg.mqttWsUrl})`,
+  );
+  let closed: Promise<void> | null = null;
+  return {
+    port,
+    close() {
+      closed ??= (async () => {
+        ac.abort();
+        await server.finished;
+      })();
+      return closed;
+    },
+  };
+}
+
+if (import.meta.main) {
+  await runMain(
+    "hmi",
+    "web HMI: live trend, values, alarms over MQTT/WebSocket",
+    HMI_OPTIONS,
+    async (cfg) => {
+      const hmi = await startHmi(cfg, (l) => console.log(l));
+      const stop = () => {
+        hmi.close().then(() => Deno.exit(0));
+      };
+      Deno.addSignalListener("SIGINT", stop);
+      Deno.addSignalListener("SIGTERM", stop);
+    },
+  );
+}
