@@ -1,10 +1,25 @@
 /**
- * One Modbus TCP connection to one device, on npm:modbus-serial, with every
- * operation bounded by a timeout of our own and errors named in plain words.
+ * One Modbus TCP connection to one device: a small client of our own on
+ * node:net (FC03 and FC06 are all the poller needs), so that framing,
+ * transaction ids and every failure are under our control and each failure
+ * has a short, stable name (see `describeModbusError`).
  *
- * modbus-serial does not reconnect by itself, and a request in flight when
- * the peer dies only rejects at its timeout; so the caller decides when to
- * `destroy()` and a later call reopens.
+ * Why not modbus-serial's client: after a truncated frame it keeps the
+ * partial bytes and mis-frames every later reply on that connection, takes
+ * garbage with any protocol id as a frame, and reports a reply with a wrong
+ * transaction id only as a timeout. Here:
+ *
+ * - Every request is bounded by `timeoutMs`; the connect too.
+ * - A late reply to a request that already timed out (a slow device) is
+ *   recognised by its transaction id and discarded, never taken as the
+ *   answer to the next request.
+ * - Any other transaction id, a non-Modbus header, a truncated frame or a
+ *   reply of the wrong shape fails the request as `bad response (...)` and
+ *   drops the connection, because framing can no longer be trusted.
+ * - Requests are serialised: one in flight at a time per connection.
+ *
+ * The link does not reconnect by itself: a failed request leaves it closed
+ * (or open, after a plain timeout) and the next call reopens as needed.
  *
  * @example
  * ```ts
@@ -13,7 +28,8 @@
  * link.destroy();
  * ```
  */
-import Modbus from "modbus-serial";
+import net from "node:net";
+import { Buffer } from "node:buffer";
 
 export interface LinkOptions {
   host: string;
@@ -22,8 +38,6 @@ export interface LinkOptions {
   /** Bound on connecting and on each request, ms. */
   timeoutMs: number;
 }
-
-type Client = InstanceType<typeof Modbus.default>;
 
 /** Standard Modbus exception names (Modbus Application Protocol 1.1b3, 7). */
 const EXCEPTIONS: Record<number, string> = {
@@ -38,129 +52,306 @@ const EXCEPTIONS: Record<number, string> = {
   11: "gateway target failed to respond",
 };
 
+/** A failed Modbus operation; `reason` is what telemetry's `error` carries. */
+export class ModbusError extends Error {
+  override name = "ModbusError";
+  readonly reason: string;
+  /** Set for a Modbus exception response. */
+  readonly modbusCode?: number;
+  constructor(reason: string, modbusCode?: number) {
+    super(reason);
+    this.reason = reason;
+    if (modbusCode !== undefined) this.modbusCode = modbusCode;
+  }
+}
+
+export class TimeoutError extends ModbusError {
+  override name = "TimeoutError";
+  code = "ETIMEDOUT";
+  constructor() {
+    super("timeout");
+  }
+}
+
+/** The reason string of a Modbus exception response. */
+export function exceptionReason(code: number): string {
+  return `modbus exception ${code} (${
+    EXCEPTIONS[code] ?? "unknown exception"
+  })`;
+}
+
 /** A short, stable, human reason for a failed Modbus operation. */
 export function describeModbusError(e: unknown): string {
+  if (e instanceof ModbusError) return e.reason;
   const err = e as
     | { message?: string; code?: string; errno?: string; modbusCode?: number }
     | null;
   if (err && typeof err.modbusCode === "number") {
-    const name = EXCEPTIONS[err.modbusCode] ?? "unknown exception";
-    return `modbus exception ${err.modbusCode} (${name})`;
+    return exceptionReason(err.modbusCode);
   }
   const code = err?.code ?? err?.errno ?? "";
   const msg = String(err?.message ?? err ?? "");
-  if (code === "ETIMEDOUT" || /timed out|timeout/i.test(msg)) return "timeout";
-  if (code === "ECONNREFUSED" || /refused/i.test(msg)) {
-    return "connection refused";
-  }
-  if (code === "ECONNRESET" || /reset/i.test(msg)) return "connection reset";
-  if (code === "EPIPE" || /broken pipe/i.test(msg)) return "connection reset";
-  if (code === "EHOSTUNREACH" || code === "ENETUNREACH") {
-    return "host unreachable";
-  }
-  if (code === "ENOTFOUND" || code === "EAI_AGAIN") return "host not found";
-  if (/port not open/i.test(msg)) return "connection closed";
-  if (/CRC|length|unexpected|bad|invalid/i.test(msg)) {
-    return `bad response (${msg.slice(0, 80)})`;
-  }
-  return msg.slice(0, 120) || "unknown error";
+  return socketReason(code) ??
+    (/timed out|timeout/i.test(msg) ? "timeout" : null) ??
+    (/refused/i.test(msg) ? "connection refused" : null) ??
+    (/reset|broken pipe/i.test(msg) ? "connection reset" : null) ??
+    (msg.slice(0, 120) || "unknown error");
 }
 
-export class TimeoutError extends Error {
-  override name = "TimeoutError";
-  code = "ETIMEDOUT";
+/** Reason for a socket error code, or null when it is not one we name. */
+function socketReason(code: string): string | null {
+  switch (code) {
+    case "ETIMEDOUT":
+      return "timeout";
+    case "ECONNREFUSED":
+      return "connection refused";
+    case "ECONNRESET":
+    case "EPIPE":
+      return "connection reset";
+    case "EHOSTUNREACH":
+    case "ENETUNREACH":
+      return "host unreachable";
+    case "ENOTFOUND":
+    case "EAI_AGAIN":
+      return "host not found";
+    default:
+      return null;
+  }
 }
 
-/** Rejects with TimeoutError after `ms`; the timer never outlives the race. */
-function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const t = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new TimeoutError(`${what} timed out`)), ms);
-  });
-  return Promise.race([p, t]).finally(() => clearTimeout(timer));
+const MBAP = 7; // transaction(2) protocol(2) length(2) unit(1)
+const MAX_PDU = 253;
+/** Timed-out transaction ids remembered per connection (late replies). */
+const ABANDONED_KEPT = 32;
+
+interface Pending {
+  tid: number;
+  fc: number;
+  check: (pdu: Buffer) => string | null;
+  resolve: (pdu: Buffer) => void;
+  reject: (e: ModbusError) => void;
+  timer: ReturnType<typeof setTimeout>;
 }
 
 export class ModbusLink {
   readonly #opts: LinkOptions;
-  #client: Client | null = null;
-  #opening: Promise<Client> | null = null;
+  #socket: net.Socket | null = null;
+  #opening: Promise<void> | null = null;
+  #rx: Buffer = Buffer.alloc(0);
+  #pending: Pending | null = null;
+  #lastSocketError = "";
+  #tid = 0;
+  #abandoned: number[] = [];
+  /** Serialises requests. */
+  #queue: Promise<unknown> = Promise.resolve();
 
   constructor(opts: LinkOptions) {
     this.#opts = opts;
   }
 
   get isOpen(): boolean {
-    return this.#client?.isOpen === true;
+    const s = this.#socket;
+    return s !== null && this.#opening === null && !s.destroyed &&
+      s.readyState === "open";
   }
 
   /** Connect if not connected. */
-  open(): Promise<Client> {
-    if (this.#client?.isOpen) return Promise.resolve(this.#client);
+  open(): Promise<void> {
+    if (this.isOpen) return Promise.resolve();
     if (this.#opening) return this.#opening;
     this.destroy();
-    const client = new Modbus.default();
-    // Without a listener, a socket error event would crash the process.
-    client.on("error", () => {});
-    client.setID(this.#opts.unitId);
-    client.setTimeout(this.#opts.timeoutMs);
-    const opening = withTimeout(
-      client.connectTCP(this.#opts.host, { port: this.#opts.port }).then(
-        () => client,
-      ),
-      this.#opts.timeoutMs,
-      "connect",
-    );
-    this.#client = client;
+    const socket = new net.Socket();
+    this.#socket = socket;
+    this.#rx = Buffer.alloc(0);
+    this.#abandoned = [];
+    this.#lastSocketError = "";
+    const opening = new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        cleanup();
+        this.#drop(socket);
+        reject(new TimeoutError());
+      }, this.#opts.timeoutMs);
+      const onConnect = () => {
+        cleanup();
+        socket.setNoDelay(true);
+        resolve();
+      };
+      const onFail = () => {
+        cleanup();
+        this.#drop(socket);
+        reject(
+          new ModbusError(
+            socketReason(this.#lastSocketError) ?? "connection closed",
+          ),
+        );
+      };
+      const cleanup = () => {
+        clearTimeout(timer);
+        socket.off("connect", onConnect);
+        socket.off("close", onFail);
+      };
+      socket.once("connect", onConnect);
+      socket.once("close", onFail);
+    });
+    // Never unhandled: a socket error always ends in 'close'.
+    socket.on("error", (e: Error & { code?: string }) => {
+      this.#lastSocketError = e.code ?? "";
+    });
+    socket.on("data", (chunk: Buffer) => this.#onData(socket, chunk));
+    socket.on("close", () => this.#onClose(socket));
+    socket.connect({ host: this.#opts.host, port: this.#opts.port });
     this.#opening = opening;
-    return opening.then(
-      (c) => {
-        if (this.#opening === opening) this.#opening = null;
-        return c;
-      },
-      (e) => {
-        if (this.#opening === opening) {
-          this.#opening = null;
-          this.destroy();
-        }
-        throw e;
-      },
-    );
+    return opening.finally(() => {
+      if (this.#opening === opening) this.#opening = null;
+    });
   }
 
   /** FC03: `count` holding registers from `start`, as raw words. */
   async readHolding(start: number, count: number): Promise<number[]> {
-    const c = await this.open();
-    const res = await withTimeout(
-      c.readHoldingRegisters(start, count),
-      this.#opts.timeoutMs + 50,
-      "read",
-    );
-    if (!Array.isArray(res.data) || res.data.length !== count) {
-      throw new Error(
-        `bad response length: expected ${count} got ${res.data?.length}`,
-      );
-    }
-    return res.data;
+    const req = Buffer.alloc(5);
+    req.writeUInt8(0x03, 0);
+    req.writeUInt16BE(start, 1);
+    req.writeUInt16BE(count, 3);
+    const pdu = await this.#request(req, (p) => {
+      if (p.length < 2 || p[1] !== 2 * count || p.length !== 2 + 2 * count) {
+        return "byte count mismatch";
+      }
+      return null;
+    });
+    const words: number[] = [];
+    for (let i = 0; i < count; i++) words.push(pdu.readUInt16BE(2 + 2 * i));
+    return words;
   }
 
   /** FC06: write one register. */
   async writeRegister(address: number, value: number): Promise<void> {
-    const c = await this.open();
-    await withTimeout(
-      c.writeRegister(address, value),
-      this.#opts.timeoutMs + 50,
-      "write",
-    );
+    const req = Buffer.alloc(5);
+    req.writeUInt8(0x06, 0);
+    req.writeUInt16BE(address, 1);
+    req.writeUInt16BE(value & 0xffff, 3);
+    await this.#request(req, (p) => p.equals(req) ? null : "echo mismatch");
   }
 
-  /** Drop the connection at once (pending requests are abandoned). */
+  /** Drop the connection at once; a request in flight fails. */
   destroy(): void {
-    const c = this.#client;
-    this.#client = null;
-    this.#opening = null;
-    if (!c) return;
-    try {
-      c.destroy(() => {});
-    } catch { /* already gone */ }
+    const s = this.#socket;
+    if (s) this.#drop(s);
+  }
+
+  #request(
+    pdu: Buffer,
+    check: (pdu: Buffer) => string | null,
+  ): Promise<Buffer> {
+    const run = async () => {
+      await this.open();
+      const socket = this.#socket;
+      if (!socket || !this.isOpen) throw new ModbusError("connection closed");
+      const tid = this.#tid = (this.#tid + 1) & 0xffff;
+      const frame = Buffer.alloc(MBAP + pdu.length);
+      frame.writeUInt16BE(tid, 0);
+      frame.writeUInt16BE(0, 2);
+      frame.writeUInt16BE(pdu.length + 1, 4);
+      frame.writeUInt8(this.#opts.unitId, 6);
+      pdu.copy(frame, MBAP);
+      return await new Promise<Buffer>((resolve, reject) => {
+        const timer = setTimeout(() => {
+          if (this.#pending?.tid !== tid) return;
+          this.#pending = null;
+          if (this.#rx.length > 0) {
+            // Part of a frame and then silence: framing is lost.
+            reject(new ModbusError("bad response (truncated frame)"));
+            this.#drop(socket);
+            return;
+          }
+          // A late reply may still come; it will be recognised and skipped.
+          this.#abandoned.push(tid);
+          if (this.#abandoned.length > ABANDONED_KEPT) this.#abandoned.shift();
+          reject(new TimeoutError());
+        }, this.#opts.timeoutMs);
+        this.#pending = { tid, fc: pdu[0], check, resolve, reject, timer };
+        socket.write(frame);
+      });
+    };
+    const result = this.#queue.then(run, run);
+    this.#queue = result.catch(() => {});
+    return result;
+  }
+
+  #settle(err: ModbusError | null, pdu?: Buffer): void {
+    const p = this.#pending;
+    if (!p) return;
+    this.#pending = null;
+    clearTimeout(p.timer);
+    if (err) p.reject(err);
+    else p.resolve(pdu!);
+  }
+
+  /** Fail the request in flight and drop the connection. */
+  #fail(socket: net.Socket, reason: string): void {
+    this.#settle(new ModbusError(reason));
+    this.#drop(socket);
+  }
+
+  #onData(socket: net.Socket, chunk: Buffer): void {
+    if (socket !== this.#socket) return;
+    this.#rx = this.#rx.length ? Buffer.concat([this.#rx, chunk]) : chunk;
+    while (this.#rx.length >= 6) {
+      const tid = this.#rx.readUInt16BE(0);
+      const protocol = this.#rx.readUInt16BE(2);
+      const length = this.#rx.readUInt16BE(4);
+      if (protocol !== 0 || length < 2 || length > MAX_PDU + 1) {
+        return this.#fail(socket, "bad response (not Modbus TCP)");
+      }
+      if (this.#rx.length < 6 + length) return; // wait for the rest
+      const unit = this.#rx[6];
+      const pdu = this.#rx.subarray(MBAP, 6 + length);
+      this.#rx = this.#rx.subarray(6 + length);
+      if (this.#rx.length === 0) this.#rx = Buffer.alloc(0);
+      const p = this.#pending;
+      if (!p || tid !== p.tid) {
+        // A late answer to a request that timed out: skip it.
+        if (this.#abandoned.includes(tid)) continue;
+        return this.#fail(socket, "bad response (transaction id mismatch)");
+      }
+      if (unit !== this.#opts.unitId) {
+        return this.#fail(socket, "bad response (unit id mismatch)");
+      }
+      if (pdu[0] === (p.fc | 0x80)) {
+        // An exception is a well-formed answer: the connection stays.
+        const code = pdu.length >= 2 ? pdu[1] : 0;
+        this.#settle(new ModbusError(exceptionReason(code), code));
+        continue;
+      }
+      if (pdu[0] !== p.fc) {
+        return this.#fail(socket, "bad response (function code mismatch)");
+      }
+      const why = p.check(pdu);
+      if (why) return this.#fail(socket, `bad response (${why})`);
+      this.#settle(null, Buffer.from(pdu));
+    }
+  }
+
+  #onClose(socket: net.Socket): void {
+    if (socket !== this.#socket) return;
+    const partial = this.#rx.length > 0;
+    this.#socket = null;
+    this.#rx = Buffer.alloc(0);
+    const reason = socketReason(this.#lastSocketError) ??
+      (partial ? "bad response (truncated frame)" : "connection closed");
+    this.#settle(new ModbusError(reason));
+  }
+
+  /** Destroy `socket`; if it is the current one, forget it and fail its request. */
+  #drop(socket: net.Socket): void {
+    if (socket === this.#socket) {
+      this.#socket = null;
+      this.#opening = null;
+      this.#rx = Buffer.alloc(0);
+      this.#settle(new ModbusError("connection closed"));
+    }
+    socket.removeAllListeners("data");
+    // Keep an error listener: a late socket error must not crash the process.
+    socket.on("error", () => {});
+    socket.destroy();
   }
 }

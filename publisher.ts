@@ -181,10 +181,19 @@ export class Publisher {
   }
 
   #noteError(msg: string): void {
-    if (msg !== this.#lastError) {
-      this.#lastError = msg;
-      this.#o.log(`mqtt: error: ${msg}`);
+    if (msg === this.#lastError) return;
+    this.#lastError = msg;
+    if (/not authori[sz]ed|bad user ?name or password/i.test(msg)) {
+      // One clear line; the reconnect backoff keeps going (an operator may
+      // fix the broker's password file without restarting the poller).
+      this.#o.log(
+        `mqtt: broker rejected the credentials of user "${
+          this.#o.username ?? ""
+        }" (${msg}); retrying with backoff`,
+      );
+      return;
     }
+    this.#o.log(`mqtt: error: ${redactSecret(msg, this.#o.password)}`);
   }
 
   #onConnect(): void {
@@ -264,6 +273,37 @@ export function mqttMatch(filter: string, topic: string): boolean {
     if (f[i] !== "+" && f[i] !== t[i]) return false;
   }
   return f.length === t.length;
+}
+
+/** `text` with every occurrence of `secret` masked (for error messages). */
+export function redactSecret(text: string, secret?: string): string {
+  return secret ? text.replaceAll(secret, "<secret>") : text;
+}
+
+/**
+ * Resolve the MQTT secret and trust anchors from configuration: the
+ * password from a file (MQTT_PASSWORD_FILE, trailing newline trimmed) wins
+ * over MQTT_PASSWORD; a CA file (MQTT_CA_FILE, PEM) becomes `ca` for
+ * mqtts:// and wss://. Throws a one-line Error naming the file (never its
+ * contents) when a file cannot be read.
+ */
+export function loadMqttSecrets(
+  a: { password?: string; passwordFile?: string; caFile?: string },
+): { password?: string; ca?: string } {
+  const read = (path: string, what: string) => {
+    try {
+      return Deno.readTextFileSync(path);
+    } catch (e) {
+      throw new Error(
+        `cannot read ${what} ${path}: ${(e as Error).name}`,
+      );
+    }
+  };
+  const password = a.passwordFile
+    ? read(a.passwordFile, "MQTT password file").replace(/\r?\n$/, "")
+    : a.password || undefined;
+  const ca = a.caFile ? read(a.caFile, "MQTT CA file") : undefined;
+  return { password, ca };
 }
 
 /** URL without credentials, for logs. */

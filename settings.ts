@@ -55,6 +55,13 @@ export const SIM_OPTIONS = {
     10,
   ),
   stepMs: intOption("SIM_STEP_MS", "physics step, ms", 100, 10, 10_000),
+  devices: intOption(
+    "SIM_DEVICES",
+    "simulated devices; device i on MODBUS_PORT + i, id 1001 + i",
+    1,
+    1,
+    10_000,
+  ),
 } satisfies Record<string, Option<unknown>>;
 
 export const MQTT_URL = urlOption(
@@ -86,6 +93,24 @@ export const MQTT_PASSWORD = stringOption(
   "",
   undefined,
   true,
+);
+
+export const MQTT_PASSWORD_FILE = stringOption(
+  "MQTT_PASSWORD_FILE",
+  "file holding the MQTT password (wins over MQTT_PASSWORD)",
+  "",
+);
+export const MQTT_CA_FILE = stringOption(
+  "MQTT_CA_FILE",
+  "PEM CA certificate(s) to trust for mqtts:// and wss://",
+  "",
+);
+export const MQTT_BUFFER_SIZE = intOption(
+  "MQTT_BUFFER_SIZE",
+  "telemetry messages kept while the broker is away (oldest dropped first)",
+  3600,
+  1,
+  10_000_000,
 );
 
 export const POLL_OPTIONS = {
@@ -128,6 +153,9 @@ export const POLL_OPTIONS = {
   mqttUrl: MQTT_URL,
   mqttUsername: MQTT_USERNAME,
   mqttPassword: MQTT_PASSWORD,
+  mqttPasswordFile: MQTT_PASSWORD_FILE,
+  mqttCaFile: MQTT_CA_FILE,
+  mqttBufferSize: MQTT_BUFFER_SIZE,
   topicPrefix: TOPIC_PREFIX,
   raiseAboveC: numberOption(
     "ALARM_RAISE_C",
@@ -156,6 +184,11 @@ export const POLL_OPTIONS = {
     DEFAULT_ALARM_PARAMS.clearDelayMs,
     0,
     3_600_000,
+  ),
+  devicesFile: stringOption(
+    "DEVICES_FILE",
+    "JSON devices file for a fleet (empty = the one device above)",
+    "",
   ),
 } satisfies Record<string, Option<unknown>>;
 
@@ -192,4 +225,12 @@ export const HMI_OPTIONS = {
   intervalMs: POLL_OPTIONS.intervalMs,
   raiseAboveC: POLL_OPTIONS.raiseAboveC,
   clearBelowC: POLL_OPTIONS.clearBelowC,
+  mqttUrl: MQTT_URL,
+  mqttUsername: MQTT_USERNAME,
+  mqttPassword: MQTT_PASSWORD,
+  dataDir: stringOption(
+    "DATA_DIR",
+    "directory of the HMI's history database (history.db)",
+    "./data",
+  ),
 } satisfies Record<string, Option<unknown>>;

@@ -21,6 +21,10 @@ export interface Mosquitto {
   stop(): Promise<void>;
   /** Stop then start again on the same ports (a broker restart). */
   restart(): Promise<void>;
+  /** Stop the broker process only (keeps ports and dir); `up()` restarts it. */
+  down(): Promise<void>;
+  /** Start it again after `down()`, on the same ports and config. */
+  up(): Promise<void>;
 }
 
 export async function startMosquitto(
@@ -94,6 +98,8 @@ export async function startMosquitto(
       await kill();
       await spawn();
     },
+    down: () => kill(),
+    up: () => spawn(),
   };
 }
 
