@@ -49,7 +49,7 @@ import {
 } from "./alarm.ts";
 import { backoffDelayMs, type BackoffParams, nextTickMs } from "./schedule.ts";
 import { describeModbusError, ModbusLink } from "./modbus_link.ts";
-import { Publisher } from "./publisher.ts";
+import { loadMqttSecrets, Publisher } from "./publisher.ts";
 import { ConfigError } from "./cli.ts";
 
 export type PollConfig = ConfigOf<typeof POLL_OPTIONS>;
@@ -73,6 +73,11 @@ export interface PollerDeps {
   random?: () => number;
   /** Called after every poll (tests await outcomes instead of sleeping). */
   onOutcome?: (o: PollOutcome) => void;
+  /**
+   * Runs each Modbus request; a fleet passes a semaphore here to bound
+   * requests in flight across devices. Default: run at once.
+   */
+  limit?: <T>(request: () => Promise<T>) => Promise<T>;
 }
 
 /** Sleep that `wake()` can cut short (for a prompt stop). */
@@ -147,6 +152,7 @@ export function startDevicePoller(
   const log = deps.log ?? ((l: string) => console.error(l));
   const now = deps.now ?? Date.now;
   const random = deps.random ?? Math.random;
+  const limit = deps.limit ?? (<T>(request: () => Promise<T>) => request());
   const alarmParams = policy.alarm;
   const backoff: BackoffParams = {
     baseMs: target.intervalMs,
@@ -227,8 +233,8 @@ export function startDevicePoller(
     });
     const work = (async () => {
       try {
-        await link.writeRegister(ADDR.setpoint, value);
-        const [back] = await link.readHolding(ADDR.setpoint, 1);
+        await limit(() => link.writeRegister(ADDR.setpoint, value));
+        const [back] = await limit(() => link.readHolding(ADDR.setpoint, 1));
         return back === value
           ? null
           : `read-back mismatch (device holds ${back})`;
@@ -330,9 +336,8 @@ export function startDevicePoller(
       attempt++
     ) {
       try {
-        const words = await link.readHolding(
-          POLL_BLOCK.start,
-          POLL_BLOCK.count,
+        const words = await limit(() =>
+          link.readHolding(POLL_BLOCK.start, POLL_BLOCK.count)
         );
         if (!everConnected) {
           log(
@@ -484,15 +489,26 @@ export function makePublisher(
   statusTopic: string,
   deps: PollerDeps = {},
 ): Publisher {
+  let secrets;
+  try {
+    secrets = loadMqttSecrets({
+      password: cfg.mqttPassword,
+      passwordFile: cfg.mqttPasswordFile,
+      caFile: cfg.mqttCaFile,
+    });
+  } catch (e) {
+    throw new ConfigError((e as Error).message);
+  }
   return new Publisher({
     url: cfg.mqttUrl,
     username: cfg.mqttUsername,
-    password: cfg.mqttPassword,
+    password: secrets.password,
+    ca: secrets.ca,
     clientId: `poller-${cfg.topicPrefix.replaceAll("/", "_")}-${
       crypto.randomUUID().slice(0, 8)
     }`,
     statusTopic,
-    maxBufferedTelemetry: 3600,
+    maxBufferedTelemetry: cfg.mqttBufferSize,
     reconnect: { baseMs: 1000, maxMs: cfg.backoffMaxMs, jitter: 0.1 },
     log: deps.log ?? ((l: string) => console.error(l)),
     now: deps.now,
@@ -506,18 +522,30 @@ if (import.meta.main) {
     "poll a Modbus TCP device and publish telemetry and alarms to MQTT",
     POLL_OPTIONS,
     async (cfg) => {
-      const poller = cfg.devicesFile
-        ? await (await import("./fleet.ts")).startFleetFromFile(cfg)
-        : await startPoller(cfg);
-      let stopping = false;
-      const stop = async () => {
-        if (stopping) return;
-        stopping = true;
-        await poller.stop();
-        Deno.exit(0);
+      const onStop = (poller: { stop(): Promise<void> }) => {
+        let stopping = false;
+        const stop = async () => {
+          if (stopping) return;
+          stopping = true;
+          await poller.stop();
+          Deno.exit(0);
+        };
+        Deno.addSignalListener("SIGINT", stop);
+        Deno.addSignalListener("SIGTERM", stop);
       };
-      Deno.addSignalListener("SIGINT", stop);
-      Deno.addSignalListener("SIGTERM", stop);
+      if (cfg.devicesFile) {
+        // Not awaited here: fleet.ts imports this module, whose top-level
+        // await must finish first (awaiting would deadlock the import).
+        import("./fleet.ts").then((m) => m.startFleetFromFile(cfg)).then(
+          onStop,
+          (e) => {
+            console.error(`poll: ${(e as Error)?.message ?? e}`);
+            Deno.exit(e instanceof ConfigError ? 2 : 1);
+          },
+        );
+        return;
+      }
+      onStop(await startPoller(cfg));
     },
   );
 }
