@@ -240,13 +240,11 @@ Deno.test("alarm acknowledgement: ISA-18.2 states on the retained alarms/state t
     );
     await t.sub.waitFor("normal again", () => state() === "normal");
     // A fresh subscriber gets the current state at once (retained).
-    const late = await Recorder.connect(
-      t.sub.client.options.href ?? "",
-      "demo/alarms/state",
-    ).catch(() => null);
-    if (late) {
+    const late = await Recorder.connect(t.url, "demo/alarms/state");
+    try {
       const m = await late.waitFor("retained state", (x) => x.retain);
       assert.equal((m.json.alarms as { state: string }[])[0].state, "normal");
+    } finally {
       await late.close();
     }
   } finally {
