@@ -36,6 +36,8 @@ export const DEFAULT_MAX_ALARM_ROWS = 100_000;
 /** Largest window and page the API serves. */
 export const MAX_HISTORY_MINUTES = 7 * 24 * 60;
 export const MAX_ALARM_LIMIT = 1000;
+/** Most telemetry rows one history response carries (newest kept). */
+export const MAX_HISTORY_ROWS = 20_000;
 
 export class History {
   readonly #db: DatabaseSync;
@@ -92,13 +94,18 @@ export class History {
     this.#insertAlarm.run(Date.parse(a.ts), JSON.stringify(a));
   }
 
-  /** Telemetry with ts >= sinceMs, oldest first. */
-  telemetrySince(sinceMs: number): Telemetry[] {
+  /**
+   * Telemetry with ts >= sinceMs, oldest first: at most `maxRows`, the newest
+   * ones, so a week-long window cannot build a response of 600k rows.
+   */
+  telemetrySince(sinceMs: number, maxRows = MAX_HISTORY_ROWS): Telemetry[] {
     return this.#db
       .prepare(
-        "SELECT json FROM telemetry WHERE ts_ms >= ? ORDER BY ts_ms, seq",
+        `SELECT json FROM (SELECT json, ts_ms, seq FROM telemetry
+         WHERE ts_ms >= ? ORDER BY ts_ms DESC, seq DESC LIMIT ?)
+         ORDER BY ts_ms, seq`,
       )
-      .all(sinceMs)
+      .all(sinceMs, maxRows)
       .map((r) => JSON.parse(r.json as string));
   }
 
@@ -184,20 +191,4 @@ function intParam(
   return { ok: true, value: n };
 }
 
-/**
- * RFC 4180 CSV of rows (header first). Text that a spreadsheet would run as
- * a formula (=, +, -, @ first) gets a leading apostrophe; numbers stay numbers.
- */
-export function toCsv(
-  header: string[],
-  rows: (string | number | null)[][],
-): string {
-  const cell = (v: string | number | null) => {
-    if (v === null) return "";
-    if (typeof v === "number") return String(v);
-    const s = /^[=+\-@\t\r]/.test(v) ? `'${v}` : v;
-    return /[",\n\r]/.test(s) ? `"${s.replaceAll('"', '""')}"` : s;
-  };
-  return [header, ...rows].map((r) => r.map(cell).join(",")).join("\r\n") +
-    "\r\n";
-}
+export { toCsv } from "./csv.ts";

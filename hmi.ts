@@ -1,6 +1,8 @@
 /**
  * The web HMI: builds the island bundles, then serves the Fresh-style app
- * (routes/, islands/, static/) on HMI_HOST:HMI_PORT.
+ * (routes/, islands/, static/) on HMI_HOST:HMI_PORT. It also subscribes to
+ * the broker at MQTT_URL and records telemetry and alarm events into
+ * `${DATA_DIR}/history.db`, served by /api/history and /api/alarms.
  *
  * @example
  * ```ts
@@ -15,6 +17,8 @@ import { runMain } from "./cli.ts";
 import { HMI_OPTIONS } from "./settings.ts";
 import { buildIslands } from "./build.ts";
 import { createApp, type IslandManifest } from "./fresh.ts";
+import { History } from "./history.ts";
+import { type HistoryRecorder, startRecorder } from "./hmi_recorder.ts";
 
 export type HmiConfig = ConfigOf<typeof HMI_OPTIONS>;
 
@@ -23,6 +27,9 @@ export interface HmiState {
   cfg: HmiConfig;
   startedMs: number;
   manifest: IslandManifest;
+  /** Trend history and alarm journal (recorded from MQTT by this server). */
+  history: History;
+  recorder: HistoryRecorder;
 }
 
 const ROOT = new URL("./", import.meta.url);
@@ -56,44 +63,76 @@ export async function startHmi(
   log: (l: string) => void = () => {},
 ): Promise<{ port: number; close(): Promise<void> }> {
   const { manifest } = await buildIslands({ root: ROOT, log });
-  const state: HmiState = { cfg, startedMs: Date.now(), manifest };
-  const app = await createApp({
-    root: ROOT,
-    manifest,
-    state,
-    csp: contentSecurityPolicy(cfg.mqttWsUrl),
-  });
+  await Deno.mkdir(cfg.dataDir, { recursive: true });
+  const dbPath = `${cfg.dataDir.replace(/\/+$/, "") || "."}/history.db`;
+  const history = new History({ path: dbPath });
+  let recorder: HistoryRecorder | null = null;
+  let server: Deno.HttpServer<Deno.NetAddr> | null = null;
   const ac = new AbortController();
-  let port = cfg.hmiPort;
-  const listening = Promise.withResolvers<void>();
-  const server = Deno.serve({
-    hostname: cfg.hmiHost,
-    port: cfg.hmiPort,
-    signal: ac.signal,
-    onListen: (addr) => {
-      port = addr.port;
-      listening.resolve();
-    },
-    onError: (e) => {
-      log(`hmi: request failed: ${(e as Error)?.message ?? e}`);
-      return new Response("Internal server error\n", { status: 500 });
-    },
-  }, app.fetch);
-  await listening.promise;
-  log(
-    `hmi: listening on http://${cfg.hmiHost}:${port}/ (broker ${cfg.mqttWsUrl})`,
-  );
-  let closed: Promise<void> | null = null;
-  return {
-    port,
-    close() {
-      closed ??= (async () => {
-        ac.abort();
-        await server.finished;
-      })();
-      return closed;
-    },
-  };
+  try {
+    history.prune(Date.now());
+    // Not awaited: the page works (live) while the broker is unreachable.
+    recorder = startRecorder({
+      url: cfg.mqttUrl,
+      username: cfg.mqttUsername,
+      password: cfg.mqttPassword,
+      topicPrefix: cfg.topicPrefix,
+      history,
+      log,
+    });
+    const state: HmiState = {
+      cfg,
+      startedMs: Date.now(),
+      manifest,
+      history,
+      recorder,
+    };
+    const app = await createApp({
+      root: ROOT,
+      manifest,
+      state,
+      csp: contentSecurityPolicy(cfg.mqttWsUrl),
+    });
+    let port = cfg.hmiPort;
+    const listening = Promise.withResolvers<void>();
+    server = Deno.serve({
+      hostname: cfg.hmiHost,
+      port: cfg.hmiPort,
+      signal: ac.signal,
+      onListen: (addr) => {
+        port = addr.port;
+        listening.resolve();
+      },
+      onError: (e) => {
+        log(`hmi: request failed: ${(e as Error)?.message ?? e}`);
+        return new Response("Internal server error\n", { status: 500 });
+      },
+    }, app.fetch);
+    await listening.promise;
+    log(
+      `hmi: listening on http://${cfg.hmiHost}:${port}/ (broker ${cfg.mqttWsUrl}; history ${dbPath})`,
+    );
+    let closed: Promise<void> | null = null;
+    const srv = server, rec = recorder;
+    return {
+      port,
+      close() {
+        closed ??= (async () => {
+          ac.abort();
+          await srv.finished;
+          await rec.close();
+          history.close();
+        })();
+        return closed;
+      },
+    };
+  } catch (e) {
+    ac.abort();
+    if (server) await server.finished;
+    await recorder?.close();
+    history.close();
+    throw e;
+  }
 }
 
 if (import.meta.main) {

@@ -36,6 +36,7 @@ export const START_SPEC = {
   brokerHost: BROKER_OPTIONS.brokerHost,
   hmiHost: HMI_OPTIONS.hmiHost,
   hmiPort: HMI_OPTIONS.hmiPort,
+  dataDir: HMI_OPTIONS.dataDir,
 };
 
 if (import.meta.main) {
@@ -95,6 +96,10 @@ if (import.meta.main) {
           intervalMs: cfg.intervalMs,
           raiseAboveC: cfg.raiseAboveC,
           clearBelowC: cfg.clearBelowC,
+          mqttUrl: cfg.mqttUrl,
+          mqttUsername: cfg.mqttUsername,
+          mqttPassword: cfg.mqttPassword,
+          dataDir: cfg.dataDir,
         }, log);
         stack.push({ name: "hmi", stop: () => hmi.close() });
         log(

@@ -5,47 +5,80 @@
  * the browser. Chart.js and mqtt.js are loaded by dynamic import, after
  * hydration, so the first-load JavaScript stays small.
  *
+ * On load it first draws the recent past from the server's history
+ * (/api/history, /api/alarms), then continues live; history and live
+ * messages are merged by timestamp + seq (no duplicates), and after every
+ * (re)subscription the span since the last covered moment is fetched again
+ * (no gaps). Operator commands (setpoint, acknowledge) go out on the
+ * cmd/ topics with QoS 1 and the page shows the poller's one answer.
+ *
  * Every payload goes through contract.ts's validating parsers; anything
  * rejected is counted, never shown.
  */
 import { useEffect, useReducer, useRef } from "preact/hooks";
 import {
+  type AlarmEvent,
   parseAlarmEvent,
   parseStatus,
   parseTelemetry,
   type Status,
+  type Telemetry,
   topicsFor,
 } from "../contract.ts";
 import {
+  ACK_STATE_LABEL,
+  activeAlarmCount,
   alarmDurationMs,
   type AlarmRow,
+  type AlarmsStateMsg,
   type BrokerState,
   brokerStateAfter,
-  foldAlarm,
+  canAcknowledge,
+  checkSetpointInput,
+  COMMAND_UI_TIMEOUT_MS,
+  commandAfterAnswer,
+  commandAfterTimeout,
+  type CommandView,
+  foldJournal,
   foldStatus,
   formatDuration,
   formatLocalTime,
   formatNumber,
   type HmiProps,
+  journalCsvRows,
   type LastTelemetry,
-  prunePoints,
-  pushPoint,
-  type TrendPoint,
-  trendSample,
+  mergeJournal,
+  mergeTelemetry,
+  newTrendStore,
+  parseAlarmsState,
+  parseCommandAnswer,
+  pruneStore,
+  trendCsvRows,
   VALUE_FIELDS,
   valueView,
 } from "../hmi_model.ts";
+import { SETPOINT_MAX_W, SETPOINT_MIN_W } from "../registers.ts";
+import { toCsv } from "../csv.ts";
 import type { TrendCharts } from "../hmi_chart.ts";
 
 interface State {
   broker: BrokerState;
   status: Status | null;
   last: LastTelemetry | null;
+  /** Alarm events, newest first (history + live). */
+  journal: AlarmEvent[];
+  /** Raise/clear episodes folded from the journal. */
   alarms: AlarmRow[];
+  /** Retained ISA-18.2 state of every alarm. */
+  alarmState: AlarmsStateMsg | null;
   points: number;
   rejected: number;
   nowMs: number;
   chartError: string | null;
+  history: "loading" | "loaded" | "error";
+  historyError: string | null;
+  setpoint: CommandView;
+  ack: { alarm: string; view: CommandView } | null;
 }
 
 type Action =
@@ -55,10 +88,14 @@ type Action =
   }
   | { type: "status"; status: Status }
   | { type: "telemetry"; last: LastTelemetry; points: number }
-  | { type: "alarm"; rows: (rows: AlarmRow[]) => AlarmRow[] }
+  | { type: "journal"; events: AlarmEvent[] }
+  | { type: "alarmState"; state: AlarmsStateMsg }
   | { type: "rejected" }
   | { type: "tick"; nowMs: number; points: number }
-  | { type: "chartError"; error: string };
+  | { type: "chartError"; error: string }
+  | { type: "history"; points: number; error?: string }
+  | { type: "setpoint"; f: (v: CommandView) => CommandView }
+  | { type: "ack"; alarm?: string; f: (v: CommandView) => CommandView };
 
 function reduce(s: State, a: Action): State {
   switch (a.type) {
@@ -68,14 +105,82 @@ function reduce(s: State, a: Action): State {
       return { ...s, status: foldStatus(s.status, a.status) };
     case "telemetry":
       return { ...s, last: a.last, points: a.points, nowMs: a.last.receivedMs };
-    case "alarm":
-      return { ...s, alarms: a.rows(s.alarms) };
+    case "journal": {
+      const journal = mergeJournal(s.journal, a.events);
+      return { ...s, journal, alarms: foldJournal(journal) };
+    }
+    case "alarmState":
+      return { ...s, alarmState: a.state };
     case "rejected":
       return { ...s, rejected: s.rejected + 1 };
     case "tick":
       return { ...s, nowMs: a.nowMs, points: a.points };
     case "chartError":
       return { ...s, chartError: a.error };
+    case "history":
+      return a.error
+        ? { ...s, history: "error", historyError: a.error }
+        : { ...s, history: "loaded", historyError: null, points: a.points };
+    case "setpoint":
+      return { ...s, setpoint: a.f(s.setpoint) };
+    case "ack":
+      if (a.alarm !== undefined) {
+        return { ...s, ack: { alarm: a.alarm, view: a.f({ kind: "idle" }) } };
+      }
+      return s.ack ? { ...s, ack: { ...s.ack, view: a.f(s.ack.view) } } : s;
+  }
+}
+
+/** A v4 UUID; crypto.randomUUID exists only in secure contexts (not plain http on a LAN). */
+function uuid(): string {
+  if (typeof crypto.randomUUID === "function") return crypto.randomUUID();
+  const b = crypto.getRandomValues(new Uint8Array(16));
+  b[6] = (b[6] & 0x0f) | 0x40;
+  b[8] = (b[8] & 0x3f) | 0x80;
+  const h = [...b].map((x) => x.toString(16).padStart(2, "0")).join("");
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${
+    h.slice(16, 20)
+  }-${h.slice(20)}`;
+}
+
+/** Save `text` as a file through a Blob and a temporary download link. */
+function download(name: string, text: string): void {
+  const url = URL.createObjectURL(new Blob([text], { type: "text/csv" }));
+  const a = document.createElement("a");
+  a.href = url;
+  a.download = name;
+  document.body.appendChild(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10_000);
+}
+
+const msOf = (ts: string | null) => ts === null ? null : Date.parse(ts);
+
+const fileStamp = (ms: number) =>
+  new Date(ms).toISOString().replace(/[:.]/g, "-").slice(0, 19);
+
+/** Alarm events fetched at load and after every (re)subscription. */
+const JOURNAL_FETCH = 100;
+
+function commandText(v: CommandView, what: string): string {
+  switch (v.kind) {
+    case "idle":
+      return "";
+    case "invalid":
+      return v.error;
+    case "pending":
+      return `${what}: pending\u2026`;
+    case "accepted":
+      return `${what}: accepted${
+        v.value !== undefined ? ` (${v.value} W)` : ""
+      }`;
+    case "rejected":
+      return `${what}: rejected: ${v.error}`;
+    case "timeout":
+      return `${what}: no answer within ${
+        COMMAND_UI_TIMEOUT_MS / 1000
+      } s (poller offline?)`;
   }
 }
 
@@ -91,21 +196,33 @@ export default function LiveHmi(props: HmiProps) {
     broker: "connecting",
     status: null,
     last: null,
+    journal: [],
     alarms: [],
+    alarmState: null,
     points: 0,
     rejected: 0,
     nowMs: 0,
     chartError: null,
+    history: "loading",
+    historyError: null,
+    setpoint: { kind: "idle" },
+    ack: null,
   });
   const tempCanvas = useRef<HTMLCanvasElement>(null);
   const powerCanvas = useRef<HTMLCanvasElement>(null);
+  const setpointInput = useRef<HTMLInputElement>(null);
+  const store = useRef(newTrendStore()).current;
+  // The connected mqtt.js client (null until loaded and connected).
+  // deno-lint-ignore no-explicit-any
+  const live =
+    useRef<{ client: any; timers: Set<ReturnType<typeof setTimeout>> }>({
+      client: null,
+      timers: new Set(),
+    }).current;
+  const topics = topicsFor(props.topicPrefix);
+  const windowMinutes = Math.max(1, Math.ceil(props.windowMs / 60_000));
 
   useEffect(() => {
-    const series = {
-      temp: [] as TrendPoint[],
-      power: [] as TrendPoint[],
-      soc: [] as TrendPoint[],
-    };
     let charts: TrendCharts | null = null;
     let frame = 0;
     let closed = false;
@@ -116,18 +233,59 @@ export default function LiveHmi(props: HmiProps) {
         charts?.update(Date.now());
       });
     };
-    const prune = (now: number) => {
-      for (const d of [series.temp, series.power, series.soc]) {
-        prunePoints(d, now, props.windowMs);
-      }
+    const addTelemetry = (msgs: Telemetry[]) => {
+      const n = mergeTelemetry(store, msgs, Date.now(), props.windowMs);
+      if (n > 0) redraw();
+      return n;
     };
+
+    // Everything up to this moment is in the store (or being fetched).
+    let coveredMs = Date.now();
+    let subscribed = false;
+    /** Fetch telemetry since `fromMs` and the newest alarm events, merge. */
+    const loadHistory = async (fromMs: number, limit: number) => {
+      const minutes = Math.min(
+        windowMinutes,
+        Math.max(1, Math.ceil((Date.now() - fromMs) / 60_000) + 1),
+      );
+      const [h, a] = await Promise.all([
+        fetch(`/api/history?minutes=${minutes}`),
+        fetch(`/api/alarms?limit=${limit}`),
+      ]);
+      if (!h.ok || !a.ok) {
+        await Promise.all([h.body?.cancel(), a.body?.cancel()]);
+        throw new Error(`history HTTP ${h.status}, alarms HTTP ${a.status}`);
+      }
+      const [tel, events] = await Promise.all([h.json(), a.json()]);
+      if (closed) return;
+      const good: Telemetry[] = [];
+      for (const t of Array.isArray(tel) ? tel : []) {
+        const r = parseTelemetry(JSON.stringify(t));
+        if (r.ok) good.push(r.value);
+      }
+      const evs: AlarmEvent[] = [];
+      for (const e of Array.isArray(events) ? events : []) {
+        const r = parseAlarmEvent(JSON.stringify(e));
+        if (r.ok) evs.push(r.value);
+      }
+      addTelemetry(good);
+      dispatch({ type: "journal", events: evs });
+      dispatch({ type: "history", points: store.temp.length });
+    };
+    loadHistory(Date.now() - props.windowMs, JOURNAL_FETCH).catch((e) =>
+      !closed && dispatch({
+        type: "history",
+        points: store.temp.length,
+        error: String(e?.message ?? e),
+      })
+    );
 
     import("../hmi_chart.ts").then(({ createTrendCharts }) => {
       if (closed || !tempCanvas.current || !powerCanvas.current) return;
       charts = createTrendCharts(
         tempCanvas.current,
         powerCanvas.current,
-        series,
+        store,
         props,
       );
       redraw();
@@ -135,7 +293,6 @@ export default function LiveHmi(props: HmiProps) {
       dispatch({ type: "chartError", error: String(e?.message ?? e) })
     );
 
-    const topics = topicsFor(props.topicPrefix);
     // deno-lint-ignore no-explicit-any
     let client: any = null;
     import("mqtt/dist/mqtt.esm").then((mod) => {
@@ -159,57 +316,158 @@ export default function LiveHmi(props: HmiProps) {
       ) {
         client.on(ev, () => dispatch({ type: "broker", event: ev }));
       }
+      client.on("close", () => {
+        live.client = null;
+        // Received live up to now; after the next subscribe, fetch from here.
+        if (subscribed) coveredMs = Date.now();
+        subscribed = false;
+      });
       client.on("connect", () => {
-        client.subscribe([topics.telemetry, topics.alarms, topics.status], {
-          qos: 1,
-        });
+        live.client = client;
+        client.subscribe(
+          [
+            topics.telemetry,
+            topics.alarms,
+            topics.alarmsState,
+            topics.status,
+            topics.cmdSetpointResult,
+            topics.cmdAckResult,
+          ],
+          { qos: 1 },
+          (err: Error | null) => {
+            if (err || closed) return;
+            subscribed = true;
+            // Close the gap between the last fetch (or disconnect) and now.
+            const from = coveredMs;
+            coveredMs = Date.now();
+            loadHistory(from, 20).catch(() => {/* the live data goes on */});
+          },
+        );
       });
       client.on("message", (topic: string, payload: Uint8Array) => {
         const now = Date.now();
         if (topic === topics.telemetry) {
           const r = parseTelemetry(payload);
           if (!r.ok) return dispatch({ type: "rejected" });
-          const p = trendSample(r.value);
-          pushPoint(series.temp, { x: p.x, y: p.temp }, now, props.windowMs);
-          pushPoint(series.power, { x: p.x, y: p.power }, now, props.windowMs);
-          pushPoint(series.soc, { x: p.x, y: p.soc }, now, props.windowMs);
-          redraw();
+          addTelemetry([r.value]);
           dispatch({
             type: "telemetry",
             last: { msg: r.value, receivedMs: now },
-            points: series.temp.length,
+            points: store.temp.length,
           });
         } else if (topic === topics.alarms) {
           const r = parseAlarmEvent(payload);
           if (!r.ok) return dispatch({ type: "rejected" });
-          dispatch({ type: "alarm", rows: (rows) => foldAlarm(rows, r.value) });
+          dispatch({ type: "journal", events: [r.value] });
+        } else if (topic === topics.alarmsState) {
+          const r = parseAlarmsState(payload);
+          if (!r.ok) return dispatch({ type: "rejected" });
+          dispatch({ type: "alarmState", state: r.value });
         } else if (topic === topics.status) {
           const r = parseStatus(payload);
           if (!r.ok) return dispatch({ type: "rejected" });
           dispatch({ type: "status", status: r.value });
+        } else if (
+          topic === topics.cmdSetpointResult || topic === topics.cmdAckResult
+        ) {
+          const a = parseCommandAnswer(payload);
+          if (!a) return dispatch({ type: "rejected" });
+          const f = (v: CommandView) => commandAfterAnswer(v, a);
+          dispatch(
+            topic === topics.cmdAckResult
+              ? { type: "ack", f }
+              : { type: "setpoint", f },
+          );
         }
       });
     }).catch(() => dispatch({ type: "broker", event: "offline" }));
 
     const tick = setInterval(() => {
       const now = Date.now();
-      prune(now);
+      pruneStore(store, now, props.windowMs);
       redraw();
-      dispatch({ type: "tick", nowMs: now, points: series.temp.length });
+      dispatch({ type: "tick", nowMs: now, points: store.temp.length });
     }, 1000);
 
     return () => {
       closed = true;
       clearInterval(tick);
+      for (const t of live.timers) clearTimeout(t);
       if (frame) cancelAnimationFrame(frame);
       client?.end(true);
+      live.client = null;
       charts?.destroy();
     };
   }, []);
 
+  /** Publish a command (QoS 1, never retained); answer or local timeout. */
+  const sendCommand = (
+    topic: string,
+    body: Record<string, unknown>,
+    set: (f: (v: CommandView) => CommandView) => void,
+    value?: number,
+  ) => {
+    const id = body.id as string;
+    if (!live.client) {
+      set(() => ({ kind: "invalid", error: "not connected to the broker" }));
+      return;
+    }
+    set(() => ({ kind: "pending", id, sentMs: Date.now(), value }));
+    live.client.publish(topic, JSON.stringify(body), {
+      qos: 1,
+      retain: false,
+    });
+    const t = setTimeout(() => {
+      live.timers.delete(t);
+      set((v) => commandAfterTimeout(v, id));
+    }, COMMAND_UI_TIMEOUT_MS);
+    live.timers.add(t);
+  };
+
+  const applySetpoint = (e: Event) => {
+    e.preventDefault();
+    const set = (f: (v: CommandView) => CommandView) =>
+      dispatch({ type: "setpoint", f });
+    const c = checkSetpointInput(
+      setpointInput.current?.value ?? "",
+      SETPOINT_MIN_W,
+      SETPOINT_MAX_W,
+    );
+    if (!c.ok) return set(() => ({ kind: "invalid", error: c.error }));
+    sendCommand(
+      topics.cmdSetpoint,
+      {
+        id: uuid(),
+        value: c.value,
+        ts: new Date().toISOString(),
+      },
+      set,
+      c.value,
+    );
+  };
+
+  const acknowledge = (alarm: string) => {
+    let first = true;
+    sendCommand(topics.cmdAck, { id: uuid(), alarm }, (f) => {
+      dispatch(first ? { type: "ack", alarm, f } : { type: "ack", f });
+      first = false;
+    });
+  };
+
+  const exportTrend = () => {
+    const { header, rows } = trendCsvRows(store.msgs);
+    download(`trend-${fileStamp(Date.now())}.csv`, toCsv(header, rows));
+  };
+  const exportJournal = () => {
+    const { header, rows } = journalCsvRows(s.journal);
+    download(`alarms-${fileStamp(Date.now())}.csv`, toCsv(header, rows));
+  };
+
   const view = valueView(s.last, s.nowMs, props.intervalMs);
   const poller = s.status?.state ?? "unknown";
-  const active = s.alarms.filter((r) => r.active).length;
+  const active = activeAlarmCount(s.alarmState, s.alarms);
+  const connected = s.broker === "connected";
+  const spText = commandText(s.setpoint, "Setpoint");
 
   return (
     <div class="hmi">
@@ -231,6 +489,11 @@ export default function LiveHmi(props: HmiProps) {
         {s.rejected > 0 && (
           <span class="pill warn" id="rejected">
             {s.rejected} invalid message{s.rejected > 1 ? "s" : ""} ignored
+          </span>
+        )}
+        {s.history === "error" && (
+          <span class="pill warn" id="history-error">
+            History unavailable: {s.historyError}
           </span>
         )}
       </section>
@@ -273,10 +536,54 @@ export default function LiveHmi(props: HmiProps) {
             </div>
           ))}
         </dl>
+        <form
+          class="setpoint"
+          id="setpoint-form"
+          aria-label="Setpoint"
+          noValidate
+          onSubmit={applySetpoint}
+        >
+          <label for="setpoint-input">
+            Setpoint ({SETPOINT_MIN_W}..{SETPOINT_MAX_W} W)
+          </label>
+          <div class="row">
+            <input
+              id="setpoint-input"
+              ref={setpointInput}
+              type="number"
+              inputMode="numeric"
+              min={SETPOINT_MIN_W}
+              max={SETPOINT_MAX_W}
+              step={1}
+              required
+              placeholder="W"
+            />
+            <button
+              type="submit"
+              id="setpoint-apply"
+              disabled={!connected || s.setpoint.kind === "pending"}
+            >
+              Apply
+            </button>
+          </div>
+          <output
+            id="setpoint-result"
+            class={`cmd cmd-${s.setpoint.kind}`}
+            data-state={s.setpoint.kind}
+            aria-live="polite"
+          >
+            {spText}
+          </output>
+        </form>
       </section>
 
       <section class="trend" aria-label="Trend">
-        <figure class="chart" id="trend" data-points={String(s.points)}>
+        <figure
+          class="chart"
+          id="trend"
+          data-points={String(s.points)}
+          data-history={s.history}
+        >
           <canvas ref={tempCanvas} role="img" aria-label="Temperature trend" />
         </figure>
         <figure class="chart">
@@ -287,10 +594,83 @@ export default function LiveHmi(props: HmiProps) {
           />
         </figure>
         {s.chartError && <p class="warn">Chart unavailable: {s.chartError}</p>}
+        <div class="tools">
+          <button type="button" id="export-trend" onClick={exportTrend}>
+            Export trend CSV
+          </button>
+        </div>
       </section>
 
       <section class="alarms" aria-label="Alarms">
-        <h2>Alarms</h2>
+        <h2>Alarm state</h2>
+        <table id="alarm-state">
+          <thead>
+            <tr>
+              <th>Alarm</th>
+              <th>State</th>
+              <th>Value</th>
+              <th>Raised</th>
+              <th>Cleared</th>
+              <th>Acknowledged</th>
+              <th></th>
+            </tr>
+          </thead>
+          <tbody>
+            {!s.alarmState && (
+              <tr>
+                <td colSpan={7} class="empty">Waiting for the alarm state</td>
+              </tr>
+            )}
+            {s.alarmState?.alarms.map((a) => (
+              <tr
+                key={a.alarm}
+                class={`ack-${a.state}`}
+                data-alarm={a.alarm}
+                data-state={a.state}
+              >
+                <td>{a.alarm}</td>
+                <td>{ACK_STATE_LABEL[a.state]}</td>
+                <td>
+                  {a.value === null ? "\u2014" : formatNumber(a.value, 1)}
+                </td>
+                <td>
+                  {formatLocalTime(msOf(a.raised_ts))}
+                </td>
+                <td>
+                  {formatLocalTime(msOf(a.cleared_ts))}
+                </td>
+                <td>{formatLocalTime(msOf(a.acked_ts))}</td>
+                <td>
+                  {canAcknowledge(a.state) && (
+                    <button
+                      type="button"
+                      class="ack"
+                      data-alarm={a.alarm}
+                      disabled={!connected ||
+                        (s.ack?.alarm === a.alarm &&
+                          s.ack.view.kind === "pending")}
+                      onClick={() => acknowledge(a.alarm)}
+                    >
+                      Acknowledge
+                    </button>
+                  )}
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+        {s.ack && (
+          <p
+            id="ack-result"
+            class={`cmd cmd-${s.ack.view.kind}`}
+            data-state={s.ack.view.kind}
+            aria-live="polite"
+          >
+            {commandText(s.ack.view, `Acknowledge ${s.ack.alarm}`)}
+          </p>
+        )}
+
+        <h2>Alarm history</h2>
         <table id="alarm-list">
           <thead>
             <tr>
@@ -305,7 +685,7 @@ export default function LiveHmi(props: HmiProps) {
           <tbody>
             {s.alarms.length === 0 && (
               <tr>
-                <td colSpan={6} class="empty">No alarms since page load</td>
+                <td colSpan={6} class="empty">No alarms recorded</td>
               </tr>
             )}
             {s.alarms.map((r) => (
@@ -334,6 +714,11 @@ export default function LiveHmi(props: HmiProps) {
             ))}
           </tbody>
         </table>
+        <div class="tools">
+          <button type="button" id="export-alarms" onClick={exportJournal}>
+            Export alarm journal CSV ({s.journal.length} events)
+          </button>
+        </div>
       </section>
     </div>
   );

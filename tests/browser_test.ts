@@ -2,7 +2,7 @@
  * The HMI in real Chromium (Debian's /usr/bin/chromium, headless, driven by
  * npm:puppeteer-core) against the whole pipeline on loopback: simulator,
  * embedded broker (TCP + WebSocket), poller and HMI, all in-process on free
- * ports. Saves docs/screenshot.png.
+ * ports.
  */
 import assert from "node:assert/strict";
 import Modbus from "modbus-serial";
@@ -19,7 +19,6 @@ import { Recorder } from "./_mqtt.ts";
 import { freePort, needs, waitFor, which } from "./_support.ts";
 
 const CHROMIUM = which("chromium") ?? "/usr/bin/chromium";
-const SCREENSHOT = new URL("../docs/screenshot.png", import.meta.url);
 
 async function writeSetpoint(port: number, watts: number): Promise<void> {
   const c = new Modbus.default();
@@ -195,10 +194,8 @@ Deno.test({
       assert.match(row[3] ?? "", /^\d\d:\d\d:\d\d$/);
       assert.equal(row[4], "\u2014");
       assert.match(await text(p, "#alarm-count"), /1 active alarm/);
-      // Let the trend show the rise, then keep the picture for the README.
-      await new Promise((r) => setTimeout(r, 1500));
-      await Deno.mkdir(new URL(".", SCREENSHOT), { recursive: true });
-      await p.screenshot({ path: SCREENSHOT.pathname, fullPage: true });
+      // (docs/screenshot.png is saved by browser_operator_test.ts, with the
+      // operator controls in use.)
 
       // Phone width: nothing overflows horizontally except the alarm table's
       // own scroller.

@@ -128,3 +128,18 @@ Deno.test("CSV quotes what needs quoting and defuses formulas", () => {
     'a,b\r\n1,"say ""hi"", ok"\r\n-2.5,\'=cmd()\r\n,"x\ny"\r\n',
   );
 });
+
+Deno.test("a long window returns at most maxRows, the newest, oldest first", () => {
+  const h = new History({ path: ":memory:" });
+  try {
+    for (let i = 0; i < 50; i++) {
+      h.recordTelemetry(
+        buildTelemetry({ tsMs: T + i * 1000, deviceId: 1001, seq: i, values }),
+      );
+    }
+    assert.deepEqual(h.telemetrySince(0, 3).map((t) => t.seq), [47, 48, 49]);
+    assert.equal(h.telemetrySince(0).length, 50);
+  } finally {
+    h.close();
+  }
+});

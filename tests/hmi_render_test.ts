@@ -16,9 +16,12 @@ async function withHmi(
   fn: (base: string, cfg: HmiConfig) => Promise<void>,
 ): Promise<void> {
   const port = await freePort();
+  // Never write into the repository's ./data from a test.
+  const dataDir = await Deno.makeTempDir({ prefix: "hmi-render-" });
   const cfg = parseConfig(HMI_OPTIONS, [], {
     HMI_HOST: "127.0.0.1",
     HMI_PORT: String(port),
+    DATA_DIR: dataDir,
     ...env,
   });
   const hmi = await startHmi(cfg);
@@ -27,6 +30,7 @@ async function withHmi(
     await fn(`http://127.0.0.1:${port}`, cfg);
   } finally {
     await hmi.close();
+    await Deno.remove(dataDir, { recursive: true });
   }
   await assertPortFree(port);
 }

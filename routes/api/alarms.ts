@@ -1,0 +1,24 @@
+import type { Handlers } from "../../fresh.ts";
+import type { HmiState } from "../../hmi.ts";
+import { parseLimit } from "../../history.ts";
+
+const NO_STORE = { "Cache-Control": "no-store" };
+
+/**
+ * `GET /api/alarms?limit=N` (default 50, 1..1000): the newest N alarm events
+ * (raised, cleared, acked) this server recorded, newest first.
+ */
+export const handler: Handlers<HmiState> = {
+  GET(_req, ctx) {
+    const p = parseLimit(ctx.url.searchParams.get("limit"));
+    if (!p.ok) {
+      return Response.json({ error: p.error }, {
+        status: 400,
+        headers: NO_STORE,
+      });
+    }
+    return Response.json(ctx.state.history.recentAlarms(p.value), {
+      headers: NO_STORE,
+    });
+  },
+};

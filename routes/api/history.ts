@@ -1,0 +1,36 @@
+import type { Handlers } from "../../fresh.ts";
+import type { HmiState } from "../../hmi.ts";
+import { parseMinutes } from "../../history.ts";
+import type { Telemetry } from "../../contract.ts";
+
+const NO_STORE = { "Cache-Control": "no-store" };
+
+/**
+ * `GET /api/history?minutes=N` (default 10, 1..10080): the telemetry this
+ * server recorded in the last N minutes, oldest first, as a JSON array of
+ * telemetry payloads. A message recorded twice (MQTT QoS 1 redelivery) is
+ * returned once.
+ */
+export const handler: Handlers<HmiState> = {
+  GET(_req, ctx) {
+    const p = parseMinutes(ctx.url.searchParams.get("minutes"));
+    if (!p.ok) {
+      return Response.json({ error: p.error }, {
+        status: 400,
+        headers: NO_STORE,
+      });
+    }
+    const rows = ctx.state.history.telemetrySince(
+      Date.now() - p.value * 60_000,
+    );
+    const seen = new Set<string>();
+    const out: Telemetry[] = [];
+    for (const t of rows) {
+      const k = `${t.device_id}/${t.ts}/${t.seq}`;
+      if (seen.has(k)) continue;
+      seen.add(k);
+      out.push(t);
+    }
+    return Response.json(out, { headers: NO_STORE });
+  },
+};

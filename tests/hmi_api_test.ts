@@ -1,0 +1,249 @@
+/**
+ * The HMI server's history: it records telemetry and alarm events from a
+ * real broker into SQLite under DATA_DIR and serves them on /api/history and
+ * /api/alarms, with parameter validation.
+ */
+import assert from "node:assert/strict";
+import { startBroker } from "../broker.ts";
+import { parseConfig } from "../cli.ts";
+import { HMI_OPTIONS } from "../settings.ts";
+import { startHmi } from "../hmi.ts";
+import { buildAlarmEvent, buildTelemetry } from "../contract.ts";
+import { Recorder } from "./_mqtt.ts";
+import { assertPortFree, freePort, waitFor } from "./_support.ts";
+
+const VALUES = {
+  status_bits: 1,
+  power_w: 3000,
+  voltage_v: 230.1,
+  current_a: 13.04,
+  temp_c: 55.2,
+  soc_pct: 72,
+  setpoint_w: 3000,
+};
+
+async function setup() {
+  const dataDir = await Deno.makeTempDir({ prefix: "hmi-api-" });
+  const tcpPort = await freePort();
+  const broker = await startBroker({
+    host: "127.0.0.1",
+    tcpPort,
+    log: () => {},
+  });
+  const mqttUrl = `mqtt://127.0.0.1:${tcpPort}`;
+  const pub = await Recorder.connect(mqttUrl, "none/#");
+  const logs: string[] = [];
+  const env = {
+    HMI_HOST: "127.0.0.1",
+    MQTT_URL: mqttUrl,
+    TOPIC_PREFIX: "apitest",
+    DATA_DIR: `${dataDir}/nested/dir`,
+  };
+  const start = async () => {
+    const port = await freePort();
+    const hmi = await startHmi(
+      parseConfig(HMI_OPTIONS, [], { ...env, HMI_PORT: String(port) }),
+      (l) => logs.push(l),
+    );
+    const base = `http://127.0.0.1:${port}`;
+    // Recording starts once the server's MQTT subscription is in place.
+    await waitFor(
+      "history recorder subscribed",
+      async () => {
+        const h = await (await fetch(`${base}/api/health`)).json();
+        return h.history.recording === true;
+      },
+      10_000,
+      20,
+    );
+    return { hmi, port, base };
+  };
+  return {
+    dataDir,
+    pub,
+    logs,
+    start,
+    publish: (topic: string, body: unknown) =>
+      pub.client.publishAsync(
+        `apitest/${topic}`,
+        typeof body === "string" ? body : JSON.stringify(body),
+        { qos: 1 },
+      ),
+    async close() {
+      await pub.close();
+      await broker.close();
+      await Deno.remove(dataDir, { recursive: true });
+    },
+  };
+}
+
+// deno-lint-ignore no-explicit-any
+async function getJson(url: string): Promise<{ status: number; body: any }> {
+  const res = await fetch(url);
+  return { status: res.status, body: await res.json() };
+}
+
+Deno.test("HMI records MQTT telemetry and alarms; /api/history and /api/alarms serve them", async () => {
+  const t = await setup();
+  try {
+    let s = await t.start();
+    try {
+      const now = Date.now();
+      // 5 telemetry messages 1 s apart (ending now), one old one (20 min ago),
+      // one duplicate (QoS 1 redelivery) and hostile/invalid payloads.
+      const tel = [0, 1, 2, 3, 4].map((i) =>
+        buildTelemetry({
+          tsMs: now - (4 - i) * 1000,
+          deviceId: 1001,
+          seq: 100 + i,
+          values: { ...VALUES, temp_c: 50 + i },
+        })
+      );
+      const old = buildTelemetry({
+        tsMs: now - 20 * 60_000,
+        deviceId: 1001,
+        seq: 1,
+        values: VALUES,
+      });
+      await t.publish("telemetry", old);
+      await t.publish("telemetry", "{not json");
+      await t.publish("telemetry", { ts: "yesterday", seq: 1 });
+      for (const m of tel) await t.publish("telemetry", m);
+      await t.publish("telemetry", tel[2]);
+      const raised = buildAlarmEvent({
+        tsMs: now - 3000,
+        deviceId: 1001,
+        alarm: "temp_high",
+        state: "raised",
+        value: 61.2,
+        message: "temperature 61.2 C above 60 C",
+      });
+      const acked = {
+        ...raised,
+        ts: new Date(now - 2000).toISOString(),
+        state: "acked",
+        message: "acknowledged",
+      };
+      const cleared = {
+        ...raised,
+        ts: new Date(now - 1000).toISOString(),
+        state: "cleared",
+        value: 57.9,
+      };
+      await t.publish("alarms", raised);
+      await t.publish("alarms", { alarm: "temp_high" });
+      await t.publish("alarms", acked);
+      await t.publish("alarms", cleared);
+
+      // Recorded: the last valid message on each topic shows up.
+      await waitFor(
+        "all recorded",
+        async () => {
+          const h = await getJson(`${s.base}/api/health`);
+          return h.body.history.telemetry === 7 && h.body.history.alarms === 3;
+        },
+        5_000,
+        20,
+      );
+      const health = await getJson(`${s.base}/api/health`);
+      assert.equal(health.body.history.rejected, 3);
+      assert.ok(
+        t.logs.some((l) =>
+          /dropped invalid message on apitest\/telemetry: malformed JSON/.test(
+            l,
+          )
+        ),
+      );
+
+      // Default window 10 min: the 5 recent ones, oldest first, deduplicated.
+      const h10 = await getJson(`${s.base}/api/history`);
+      assert.equal(h10.status, 200);
+      assert.deepEqual(h10.body, tel);
+      // minutes=30 includes the old one first.
+      const h30 = await getJson(`${s.base}/api/history?minutes=30`);
+      assert.deepEqual(h30.body, [old, ...tel]);
+
+      // Alarms: newest first, limit respected, acked events included.
+      const a = await getJson(`${s.base}/api/alarms`);
+      assert.equal(a.status, 200);
+      assert.deepEqual(a.body, [cleared, acked, raised]);
+      const a1 = await getJson(`${s.base}/api/alarms?limit=1`);
+      assert.deepEqual(a1.body, [cleared]);
+      const res = await fetch(`${s.base}/api/alarms?limit=2`);
+      await res.body?.cancel();
+      assert.match(res.headers.get("content-type") ?? "", /^application\/json/);
+      assert.equal(res.headers.get("cache-control"), "no-store");
+      assert.ok(res.headers.get("content-security-policy"));
+
+      // Restart: the history survives in DATA_DIR/history.db.
+      await s.hmi.close();
+      await assertPortFree(s.port);
+      s = await t.start();
+      assert.deepEqual(
+        (await getJson(`${s.base}/api/history?minutes=30`)).body,
+        [old, ...tel],
+      );
+      assert.equal(
+        (await getJson(`${s.base}/api/alarms?limit=1000`)).body.length,
+        3,
+      );
+      await Deno.stat(`${t.dataDir}/nested/dir/history.db`);
+    } finally {
+      await s.hmi.close();
+    }
+    await assertPortFree(s.port);
+  } finally {
+    await t.close();
+  }
+});
+
+Deno.test("/api/history and /api/alarms reject bad parameters with 400 and a clear message", async () => {
+  const t = await setup();
+  try {
+    const s = await t.start();
+    try {
+      const minutes = "minutes must be an integer in 1..10080";
+      const limit = "limit must be an integer in 1..1000";
+      const cases: [string, string][] = [
+        ["/api/history?minutes=0", minutes],
+        ["/api/history?minutes=10081", minutes],
+        ["/api/history?minutes=-5", minutes],
+        ["/api/history?minutes=1.5", minutes],
+        ["/api/history?minutes=abc", minutes],
+        ["/api/history?minutes=", minutes],
+        ["/api/history?minutes=1e3", minutes],
+        ["/api/history?minutes=%2010", minutes],
+        ["/api/alarms?limit=0", limit],
+        ["/api/alarms?limit=1001", limit],
+        ["/api/alarms?limit=ten", limit],
+        ["/api/alarms?limit=", limit],
+        ["/api/alarms?limit=99999999999999", limit],
+      ];
+      for (const [path, error] of cases) {
+        const r = await getJson(`${s.base}${path}`);
+        assert.equal(r.status, 400, path);
+        assert.deepEqual(r.body, { error }, path);
+      }
+      // Edges are accepted; an empty store is an empty array.
+      for (
+        const path of [
+          "/api/history?minutes=1",
+          "/api/history?minutes=10080",
+          "/api/alarms?limit=1",
+          "/api/alarms?limit=1000",
+        ]
+      ) {
+        const r = await getJson(`${s.base}${path}`);
+        assert.equal(r.status, 200, path);
+        assert.deepEqual(r.body, [], path);
+      }
+      const post = await fetch(`${s.base}/api/history`, { method: "POST" });
+      await post.body?.cancel();
+      assert.equal(post.status, 405);
+    } finally {
+      await s.hmi.close();
+    }
+  } finally {
+    await t.close();
+  }
+});
