@@ -2,7 +2,7 @@
  * Benchmarks (`deno task bench`), each next to a floor measured in the same
  * run, printed as a markdown table:
  *
- * 1. Modbus round trip of the poller's client (modbus-serial via ModbusLink)
+ * 1. Modbus round trip of the poller's client (ModbusLink)
  *    against the simulator, vs a raw TCP echo and a raw MBAP exchange.
  * 2. Fleet: N simulated devices x 10 registers at 1 Hz for D s, one poller
  *    child process (its CPU and RSS read from /proc/<pid>), simulators in
@@ -12,13 +12,13 @@
  * 4. Alarm rule evaluations per second; payload encode cost per message.
  * 5. HMI bundle sizes (if static/build/ exists).
  *
- * Flags (or env): `--devices N` (BENCH_DEVICES, default 1000), `--seconds D`
- * (BENCH_SECONDS, default 60), `--sim-procs K` (default one per 250
- * devices), `--only 1,2,...`.
+ * Settings (env or flag, see `--help`): BENCH_DEVICES / --bench-devices
+ * (default 1000), BENCH_SECONDS / --bench-seconds (60), BENCH_SIM_PROCS /
+ * --bench-sim-procs (one per 250 devices), BENCH_ONLY / --bench-only (1..5).
  *
  * @example
  * ```sh
- * deno task bench --devices 200 --seconds 20
+ * deno task bench --bench-devices 200 --bench-seconds 20
  * ```
  */
 import net from "node:net";
@@ -28,7 +28,13 @@ import { startSimulator } from "./sim.ts";
 import { ModbusLink } from "./modbus_link.ts";
 import { startFleet } from "./fleet.ts";
 import { parseDevicesFile } from "./devices.ts";
-import { parseConfig } from "./cli.ts";
+import {
+  type ConfigOf,
+  intOption,
+  parseConfig,
+  runMain,
+  stringOption,
+} from "./cli.ts";
 import { POLL_OPTIONS } from "./settings.ts";
 import { evaluateAlarm, INITIAL_ALARM_STATE } from "./alarm.ts";
 import { buildTelemetry } from "./contract.ts";
@@ -731,7 +737,42 @@ async function benchBundle(): Promise<void> {
 
 // ---- main -------------------------------------------------------------------
 
-async function main(): Promise<void> {
+/** User-facing settings; child processes use the internal --role flags. */
+const BENCH_OPTIONS = {
+  devices: intOption(
+    "BENCH_DEVICES",
+    "simulated devices in the fleet benchmark",
+    1000,
+    1,
+    10_000,
+  ),
+  seconds: intOption(
+    "BENCH_SECONDS",
+    "fleet benchmark duration, s",
+    60,
+    1,
+    3600,
+  ),
+  simProcs: intOption(
+    "BENCH_SIM_PROCS",
+    "simulator processes (0 = one per 250 devices)",
+    0,
+    0,
+    64,
+  ),
+  only: stringOption(
+    "BENCH_ONLY",
+    "comma-separated benchmarks to run (1..5)",
+    "1,2,3,4,5",
+    (v) =>
+      /^[1-5](,[1-5])*$/.test(v)
+        ? null
+        : "expected numbers 1..5 separated by commas",
+  ),
+};
+
+/** Internal entry for the child processes the fleet benchmark starts. */
+function childRole(): Promise<void> {
   const { values } = parseArgs({
     args: Deno.args,
     options: {
@@ -739,41 +780,26 @@ async function main(): Promise<void> {
       port: { type: "string" },
       devices: { type: "string" },
       seconds: { type: "string" },
-      "sim-procs": { type: "string" },
       file: { type: "string" },
       mqtt: { type: "string" },
       warmup: { type: "string" },
-      only: { type: "string" },
     },
   });
   if (values.role === "sim") {
     return roleSim(Number(values.port), Number(values.devices));
   }
-  if (values.role === "poller") {
-    return rolePoller(
-      values.file!,
-      values.mqtt!,
-      Number(values.warmup),
-      Number(values.seconds),
-    );
-  }
-  const devices = Number(
-    values.devices ?? Deno.env.get("BENCH_DEVICES") ?? 1000,
+  return rolePoller(
+    values.file!,
+    values.mqtt!,
+    Number(values.warmup),
+    Number(values.seconds),
   );
-  const seconds = Number(values.seconds ?? Deno.env.get("BENCH_SECONDS") ?? 60);
-  const simProcs = Number(
-    values["sim-procs"] ?? Math.max(1, Math.ceil(devices / 250)),
-  );
-  for (
-    const [k, v] of [["devices", devices], ["seconds", seconds], [
-      "sim-procs",
-      simProcs,
-    ]] as const
-  ) {
-    if (!Number.isInteger(v) || v < 1) {
-      throw new Error(`--${k} must be a positive integer`);
-    }
-  }
+}
+
+async function main(cfg: ConfigOf<typeof BENCH_OPTIONS>): Promise<void> {
+  const { devices, seconds } = cfg;
+  const simProcs = cfg.simProcs || Math.max(1, Math.ceil(devices / 250));
+  const values = { only: cfg.only };
   const only = new Set((values.only ?? "1,2,3,4,5").split(","));
   const started = new Date();
   console.error(
@@ -826,4 +852,14 @@ async function main(): Promise<void> {
   console.log(out.join("\n"));
 }
 
-if (import.meta.main) await main();
+if (import.meta.main) {
+  if (Deno.args.some((a) => a.startsWith("--role"))) await childRole();
+  else {
+    await runMain(
+      "bench",
+      "benchmarks against floors measured in the same run",
+      BENCH_OPTIONS,
+      main,
+    );
+  }
+}

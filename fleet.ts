@@ -146,7 +146,13 @@ export function startFleet(
   if (why) throw new ConfigError(why);
   const pollerName = deps.pollerName ?? "fleet";
   const statusTopic = `${cfg.topicPrefix}/_pollers/${pollerName}/status`;
-  const publisher = makePublisher(cfg, statusTopic, {
+  // MQTT_BUFFER_SIZE is per device: every device keeps the same hour of
+  // history through an outage, whatever the fleet size.
+  const buffered = {
+    ...cfg,
+    mqttBufferSize: cfg.mqttBufferSize * specs.length,
+  };
+  const publisher = makePublisher(buffered, statusTopic, {
     log,
     now: deps.now,
     random: deps.random,

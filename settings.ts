@@ -107,7 +107,7 @@ export const MQTT_CA_FILE = stringOption(
 );
 export const MQTT_BUFFER_SIZE = intOption(
   "MQTT_BUFFER_SIZE",
-  "telemetry messages kept while the broker is away (oldest dropped first)",
+  "telemetry messages kept per device while the broker is away (oldest dropped first)",
   3600,
   1,
   10_000_000,

@@ -163,6 +163,12 @@ Deno.test({
         JSON.stringify({ marker: "intruder" }),
         { qos: 1 },
       );
+      // The poller account may not issue commands either.
+      await pollerCmds.client.publishAsync(
+        "demo/cmd/setpoint",
+        JSON.stringify({ marker: "poller-forged" }),
+        { qos: 1 },
+      );
       await hmi.client.publishAsync(
         "demo/cmd/setpoint",
         JSON.stringify({ marker: "hmi-2" }),
@@ -181,6 +187,16 @@ Deno.test({
         "forged telemetry delivered",
       );
       assert.deepEqual(intruder.messages, [], "intruder received something");
+      assert.equal(
+        hmi.messages.filter((m) => m.json.marker === "poller-forged").length,
+        0,
+        "the poller account published a command",
+      );
+      // The poller's answers to the malformed commands reached the HMI.
+      assert.ok(
+        hmi.messages.some((m) => m.topic === "demo/cmd/setpoint/result"),
+        "command results are allowed",
+      );
     } finally {
       await poller?.stop();
       await hmi.close();
