@@ -60,6 +60,7 @@ import {
 import { SETPOINT_MAX_W, SETPOINT_MIN_W } from "../registers.ts";
 import { toCsv } from "../csv.ts";
 import type { TrendCharts } from "../hmi_chart.ts";
+import type { MqttClient } from "mqtt";
 
 interface State {
   broker: BrokerState;
@@ -213,12 +214,15 @@ export default function LiveHmi(props: HmiProps) {
   const setpointInput = useRef<HTMLInputElement>(null);
   const store = useRef(newTrendStore()).current;
   // The connected mqtt.js client (null until loaded and connected).
-  // deno-lint-ignore no-explicit-any
-  const live =
-    useRef<{ client: any; timers: Set<ReturnType<typeof setTimeout>> }>({
-      client: null,
-      timers: new Set(),
-    }).current;
+  const live = useRef<
+    {
+      client: MqttClient | null;
+      timers: Set<ReturnType<typeof setTimeout>>;
+    }
+  >({
+    client: null,
+    timers: new Set(),
+  }).current;
   const topics = topicsFor(props.topicPrefix);
   const windowMinutes = Math.max(1, Math.ceil(props.windowMs / 60_000));
 
