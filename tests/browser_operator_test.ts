@@ -7,7 +7,8 @@
  * docs/screenshot.png with the controls visible.
  */
 import assert from "node:assert/strict";
-import puppeteer, { type Browser, type Page } from "puppeteer-core";
+import type { Page } from "puppeteer-core";
+import { collectPageErrors, launchChromium, textOf } from "./_browser.ts";
 import { startSimulator } from "../sim.ts";
 import { startBroker } from "../broker.ts";
 import { startPoller } from "../poll.ts";
@@ -15,30 +16,11 @@ import { startHmi } from "../hmi.ts";
 import { parseConfig } from "../cli.ts";
 import { HMI_OPTIONS, POLL_OPTIONS } from "../settings.ts";
 import { Recorder } from "./_mqtt.ts";
-import { freePort, needs, waitFor, which } from "./_support.ts";
+import { freePort, needs, waitFor } from "./_support.ts";
 
-const CHROMIUM = which("chromium") ?? "/usr/bin/chromium";
 const SCREENSHOT = new URL("../docs/screenshot.png", import.meta.url);
 
-async function launch(userDataDir: string): Promise<Browser> {
-  return await puppeteer.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    userDataDir,
-    args: [
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-dev-shm-usage",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--no-first-run",
-      "--disable-sync",
-    ],
-  });
-}
-
-const text = (page: Page, sel: string) =>
-  page.$eval(sel, (el) => el.textContent ?? "");
+const text = textOf;
 const attr = (page: Page, sel: string, name: string) =>
   page.$eval(sel, (el, n) => el.getAttribute(n) ?? "", name);
 
@@ -107,19 +89,10 @@ Deno.test({
         log,
       });
       cleanup.push(() => poller.stop());
-      const browser = await launch(`${tmp}/chromium`);
+      const browser = await launchChromium(`${tmp}/chromium`);
       cleanup.push(() => browser.close());
       const p = page = await browser.newPage();
-      const errors: string[] = [];
-      p.on("pageerror", (e) => errors.push(`pageerror: ${e}`));
-      p.on("console", (m) => {
-        if (m.type() === "error" || m.type() === "warn") {
-          errors.push(`console.${m.type()}: ${m.text()}`);
-        }
-      });
-      p.on("requestfailed", (q) => {
-        errors.push(`request failed: ${q.url()} ${q.failure()?.errorText}`);
-      });
+      const errors = collectPageErrors(p);
       await p.setViewport({ width: 1280, height: 900 });
       const res = await p.goto(`${base}/`, { waitUntil: "domcontentloaded" });
       assert.equal(res?.status(), 200);

@@ -5,8 +5,8 @@
  * ports.
  */
 import assert from "node:assert/strict";
-import Modbus from "modbus-serial";
-import puppeteer, { type Browser, type Page } from "puppeteer-core";
+import type { Page } from "puppeteer-core";
+import { collectPageErrors, launchChromium, textOf } from "./_browser.ts";
 import { startSimulator } from "../sim.ts";
 import { startBroker } from "../broker.ts";
 import { startPoller } from "../poll.ts";
@@ -14,43 +14,11 @@ import { startHmi } from "../hmi.ts";
 import { parseConfig } from "../cli.ts";
 import { HMI_OPTIONS, POLL_OPTIONS } from "../settings.ts";
 import { parseTelemetry } from "../contract.ts";
-import { ADDR } from "../registers.ts";
+import { writeSetpoint } from "./_modbus.ts";
 import { Recorder } from "./_mqtt.ts";
-import { freePort, needs, waitFor, which } from "./_support.ts";
+import { freePort, needs, waitFor } from "./_support.ts";
 
-const CHROMIUM = which("chromium") ?? "/usr/bin/chromium";
-
-async function writeSetpoint(port: number, watts: number): Promise<void> {
-  const c = new Modbus.default();
-  await c.connectTCP("127.0.0.1", { port });
-  c.setID(1);
-  c.setTimeout(1000);
-  try {
-    await c.writeRegister(ADDR.setpoint, watts);
-  } finally {
-    await new Promise<void>((r) => c.destroy(() => r()));
-  }
-}
-
-async function launch(userDataDir: string): Promise<Browser> {
-  return await puppeteer.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    userDataDir,
-    args: [
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-dev-shm-usage",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--no-first-run",
-      "--disable-sync",
-    ],
-  });
-}
-
-const text = (page: Page, sel: string) =>
-  page.$eval(sel, (el) => el.textContent ?? "");
+const text = textOf;
 
 Deno.test({
   name:
@@ -109,19 +77,10 @@ Deno.test({
       const hmi = await startHmi(parseConfig(HMI_OPTIONS, [], env), log);
       cleanup.push(() => hmi.close());
 
-      const browser = await launch(userDataDir);
+      const browser = await launchChromium(userDataDir);
       cleanup.push(() => browser.close());
       const p = page = await browser.newPage();
-      const errors: string[] = [];
-      p.on("pageerror", (e) => errors.push(`pageerror: ${e}`));
-      p.on("console", (m) => {
-        if (m.type() === "error" || m.type() === "warn") {
-          errors.push(`console.${m.type()}: ${m.text()}`);
-        }
-      });
-      p.on("requestfailed", (r) => {
-        errors.push(`request failed: ${r.url()} ${r.failure()?.errorText}`);
-      });
+      const errors = collectPageErrors(p);
       await p.setViewport({ width: 1280, height: 760 });
 
       // Load the page; measure load -> first live value.

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { VALUES as values } from "./_fixtures.ts";
 import {
   buildAlarmEvent,
   buildBadTelemetry,
@@ -12,15 +13,6 @@ import {
   topicsFor,
 } from "../contract.ts";
 
-const values = {
-  status_bits: 1,
-  power_w: 3000,
-  voltage_v: 230.1,
-  current_a: 13.04,
-  temp_c: 55.2,
-  soc_pct: 72,
-  setpoint_w: 3000,
-};
 const TS = Date.UTC(2026, 11, 3, 18, 0, 0, 123);
 
 Deno.test("topics follow the prefix, and nest per device for a fleet", () => {

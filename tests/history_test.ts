@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { VALUES as values } from "./_fixtures.ts";
 import {
   buildAlarmEvent,
   buildBadTelemetry,
@@ -6,15 +7,6 @@ import {
 } from "../contract.ts";
 import { History, parseLimit, parseMinutes, toCsv } from "../history.ts";
 
-const values = {
-  status_bits: 1,
-  power_w: 3000,
-  voltage_v: 230,
-  current_a: 13.04,
-  temp_c: 55,
-  soc_pct: 72,
-  setpoint_w: 3000,
-};
 const T = Date.UTC(2026, 11, 3, 18, 0, 0);
 
 Deno.test("records telemetry and alarms and reads them back in order", () => {

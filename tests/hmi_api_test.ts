@@ -10,17 +10,8 @@ import { HMI_OPTIONS } from "../settings.ts";
 import { startHmi } from "../hmi.ts";
 import { buildAlarmEvent, buildTelemetry } from "../contract.ts";
 import { Recorder } from "./_mqtt.ts";
+import { VALUES } from "./_fixtures.ts";
 import { assertPortFree, freePort, waitFor } from "./_support.ts";
-
-const VALUES = {
-  status_bits: 1,
-  power_w: 3000,
-  voltage_v: 230.1,
-  current_a: 13.04,
-  temp_c: 55.2,
-  soc_pct: 72,
-  setpoint_w: 3000,
-};
 
 async function setup() {
   const dataDir = await Deno.makeTempDir({ prefix: "hmi-api-" });

@@ -3,7 +3,6 @@
  * embedded aedes and a Mosquitto child process), and a subscriber.
  */
 import assert from "node:assert/strict";
-import Modbus from "modbus-serial";
 import { type Simulator, startSimulator } from "../sim.ts";
 import { startBroker } from "../broker.ts";
 import { type PollConfig, type Poller, startPoller } from "../poll.ts";
@@ -14,7 +13,7 @@ import {
   parseTelemetry,
   type Telemetry,
 } from "../contract.ts";
-import { ADDR, scaleRegisters } from "../registers.ts";
+import { readScaled, writeSetpoint } from "./_modbus.ts";
 import { Recorder } from "./_mqtt.ts";
 import { startMosquitto } from "./_mosquitto.ts";
 import { assertPortFree, freePort, MOSQUITTO, needs } from "./_support.ts";
@@ -41,30 +40,6 @@ async function mosquittoBroker(): Promise<BrokerUnderTest> {
 
 function pollConfig(env: Record<string, string>): PollConfig {
   return parseConfig(POLL_OPTIONS, [], env);
-}
-
-async function writeSetpoint(port: number, watts: number): Promise<void> {
-  const c = new Modbus.default();
-  await c.connectTCP("127.0.0.1", { port });
-  c.setID(1);
-  c.setTimeout(1000);
-  try {
-    await c.writeRegister(ADDR.setpoint, watts);
-  } finally {
-    await new Promise<void>((r) => c.destroy(() => r()));
-  }
-}
-
-async function readBlock(port: number) {
-  const c = new Modbus.default();
-  await c.connectTCP("127.0.0.1", { port });
-  c.setID(1);
-  c.setTimeout(1000);
-  try {
-    return scaleRegisters((await c.readHoldingRegisters(0, 10)).data);
-  } finally {
-    await new Promise<void>((r) => c.destroy(() => r()));
-  }
 }
 
 const telemetryOf = (json: unknown): Telemetry => {
@@ -110,7 +85,7 @@ for (
           assert.ok(gap > 800 && gap < 1200, `gap ${gap} ms`);
         }
         // Values equal what the device holds (noise 0, steady state).
-        const device = await readBlock(modbusPort);
+        const device = await readScaled(modbusPort);
         const last = t.at(-1)!;
         assert.equal(last.device_id, 1001);
         if (last.quality !== "good") throw new Error("unreachable");

@@ -1,0 +1,15 @@
+/** Shared test data: one good set of engineering values (the README example). */
+import type { TelemetryValues } from "../registers.ts";
+
+export const VALUES: TelemetryValues = {
+  status_bits: 1,
+  power_w: 3000,
+  voltage_v: 230.1,
+  current_a: 13.04,
+  temp_c: 55.2,
+  soc_pct: 72,
+  setpoint_w: 3000,
+};
+
+/** 2026-12-03T18:00:00.000Z, the README's example day. */
+export const T0 = Date.UTC(2026, 11, 3, 18, 0, 0);
