@@ -437,7 +437,7 @@ export function startDevicePoller(
 }
 
 /** Start the single-device poller of PollConfig; resolves once running. */
-export function startPoller(
+export async function startPoller(
   cfg: PollConfig,
   deps: PollerDeps = {},
 ): Promise<Poller> {
@@ -448,6 +448,7 @@ export function startPoller(
   const topics = topicsFor(cfg.topicPrefix);
   const publisher = makePublisher(cfg, topics.status, deps);
   publisher.start();
+  await publisher.firstAttempt(FIRST_CONNECT_WAIT_MS);
   const device = startDevicePoller(
     {
       name: null,
@@ -464,15 +465,18 @@ export function startPoller(
   log(
     `poll: ${cfg.modbusHost}:${cfg.modbusPort} unit ${cfg.unitId} every ${cfg.intervalMs} ms -> ${topics.telemetry}`,
   );
-  return Promise.resolve({
+  return {
     outcomes: device.outcomes,
     publisher,
     async stop() {
       await device.stop();
       await publisher.stop();
     },
-  });
+  };
 }
+
+/** How long a starting poller waits for its broker before polling anyway. */
+export const FIRST_CONNECT_WAIT_MS = 2000;
 
 export function policyOf(cfg: PollConfig): PollPolicy {
   return {

@@ -196,6 +196,27 @@ export class Publisher {
     this.#o.log(`mqtt: error: ${redactSecret(msg, this.#o.password)}`);
   }
 
+  /**
+   * Resolves after the first connection attempt has succeeded or failed (or
+   * `timeoutMs`), so a poller starting next to its broker does not mark its
+   * very first messages as replayed.
+   */
+  firstAttempt(timeoutMs: number): Promise<void> {
+    const c = this.#client;
+    if (!c || c.connected || this.connects > 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        c.off("connect", done);
+        c.off("close", done);
+        resolve();
+      };
+      const timer = setTimeout(done, timeoutMs);
+      c.once("connect", done);
+      c.once("close", done);
+    });
+  }
+
   #onConnect(): void {
     const c = this.#client!;
     this.connects++;
