@@ -47,7 +47,7 @@ import {
   type PollerDeps,
   type PollOutcome,
   startDevicePoller,
-} from "./poll.ts";
+} from "./device_poller.ts";
 import { alarmParamsError } from "./alarm.ts";
 import { ConfigError } from "./cli.ts";
 import {
