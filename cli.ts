@@ -262,3 +262,21 @@ export async function runMain<S extends Spec>(
     Deno.exit(1);
   }
 }
+
+/**
+ * Run `stop` once on the first SIGINT or SIGTERM, then exit 0; a second
+ * signal while stopping exits at once with 1 (an impatient Ctrl-C works).
+ */
+export function stopOnSignals(stop: () => Promise<unknown>): void {
+  let stopping = false;
+  const onSignal = () => {
+    if (stopping) Deno.exit(1);
+    stopping = true;
+    stop().then(() => Deno.exit(0), (e) => {
+      console.error(`stopping failed: ${(e as Error)?.message ?? e}`);
+      Deno.exit(1);
+    });
+  };
+  Deno.addSignalListener("SIGINT", onSignal);
+  Deno.addSignalListener("SIGTERM", onSignal);
+}

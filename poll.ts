@@ -10,7 +10,7 @@
  * await poller.stop();
  * ```
  */
-import { ConfigError, runMain } from "./cli.ts";
+import { ConfigError, runMain, stopOnSignals } from "./cli.ts";
 import { POLL_OPTIONS } from "./settings.ts";
 import { topicsFor } from "./contract.ts";
 import { alarmParamsError } from "./alarm.ts";
@@ -84,22 +84,13 @@ if (import.meta.main) {
     "poll a Modbus TCP device and publish telemetry and alarms to MQTT",
     POLL_OPTIONS,
     async (cfg) => {
-      const onStop = (poller: { stop(): Promise<void> }) => {
-        let stopping = false;
-        const stop = async () => {
-          if (stopping) return;
-          stopping = true;
-          await poller.stop();
-          Deno.exit(0);
-        };
-        Deno.addSignalListener("SIGINT", stop);
-        Deno.addSignalListener("SIGTERM", stop);
-      };
       if (cfg.devicesFile) {
-        onStop(await startFleetFromFile(cfg));
+        const fleet = await startFleetFromFile(cfg);
+        stopOnSignals(() => fleet.stop());
         return;
       }
-      onStop(await startPoller(cfg));
+      const poller = await startPoller(cfg);
+      stopOnSignals(() => poller.stop());
     },
   );
 }

@@ -16,7 +16,7 @@
  * in modbus_server.ts. Each device has its own port, physics and device id
  * (1001 + index); all share one physics timer.
  */
-import { runMain } from "./cli.ts";
+import { runMain, stopOnSignals } from "./cli.ts";
 import { SIM_OPTIONS } from "./settings.ts";
 import { DEVICE_ID, REGISTER_SPACE } from "./registers.ts";
 import {
@@ -186,13 +186,7 @@ if (import.meta.main) {
         stepMs: cfg.stepMs,
         devices: cfg.devices,
       });
-      const stop = async (sig: string) => {
-        console.error(`sim: ${sig}, stopping`);
-        await sim.close();
-        Deno.exit(0);
-      };
-      Deno.addSignalListener("SIGINT", () => stop("SIGINT"));
-      Deno.addSignalListener("SIGTERM", () => stop("SIGTERM"));
+      stopOnSignals(() => sim.close());
     },
   );
 }
