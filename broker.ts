@@ -1,6 +1,8 @@
 /**
  * Embedded MQTT broker (npm:aedes) on TCP and WebSocket, so the whole demo
- * runs without Docker or a system Mosquitto.
+ * runs without Docker or a system Mosquitto. Optionally with a user name and
+ * password, and TLS: the TCP listener serves `mqtts://` and the WebSocket
+ * listener `wss://` (HTTPS) with a PEM certificate and key.
  *
  * @example
  * ```ts
@@ -11,12 +13,20 @@
  */
 import net from "node:net";
 import http from "node:http";
+import https from "node:https";
+import tls from "node:tls";
 import type { Duplex } from "node:stream";
 import { Aedes } from "aedes";
-import { createWebSocketStream, WebSocketServer } from "ws";
+import { createWebSocketStream, type WebSocket, WebSocketServer } from "ws";
 import { readAllOnRead } from "./stream_read_fix.ts";
-import { runMain, urlPort } from "./cli.ts";
-import { BROKER_OPTIONS, MQTT_PASSWORD, MQTT_USERNAME } from "./settings.ts";
+import { ConfigError, runMain, urlPort } from "./cli.ts";
+import { loadMqttSecrets } from "./publisher.ts";
+import {
+  BROKER_OPTIONS,
+  MQTT_PASSWORD,
+  MQTT_PASSWORD_FILE,
+  MQTT_USERNAME,
+} from "./settings.ts";
 
 export interface BrokerOptions {
   /** Listen address for both listeners (default 0.0.0.0). */
@@ -27,6 +37,12 @@ export interface BrokerOptions {
   /** When set, clients must present these credentials. */
   username?: string;
   password?: string;
+  /** PEM server certificate (chain) and private key for TLS listeners. */
+  tls?: { cert: string; key: string };
+  /** The TCP listener speaks MQTT over TLS (`mqtts://`); needs `tls`. */
+  tcpTls?: boolean;
+  /** The WebSocket listener is HTTPS (`wss://`); needs `tls`. */
+  wsTls?: boolean;
   log?: (line: string) => void;
   /** Test hook: skip the stream read fix to prove it is needed. */
   withoutReadFix?: boolean;
@@ -39,7 +55,11 @@ export interface Broker {
   close(): Promise<void>;
 }
 
-function listen(server: net.Server | http.Server, port: number, host: string) {
+function listen(
+  server: net.Server | http.Server,
+  port: number,
+  host: string,
+) {
   return new Promise<void>((resolve, reject) => {
     server.once("error", reject);
     server.listen(port, host, () => {
@@ -49,10 +69,44 @@ function listen(server: net.Server | http.Server, port: number, host: string) {
   });
 }
 
+/**
+ * `createWebSocketStream`, except that destroying it without an error (how
+ * aedes ends a connection, e.g. right after a CONNACK refusing bad
+ * credentials) first flushes queued writes and closes the WebSocket. Plain
+ * destroy() drops writes still buffered in the stream, and over wss:// the
+ * refusal was lost that way. A peer that never answers the close frame is
+ * cut off after a second.
+ */
+function gracefulWebSocketStream(socket: WebSocket): Duplex {
+  const stream = createWebSocketStream(socket);
+  const destroyNow = stream.destroy.bind(stream);
+  let closing = false;
+  stream.destroy = (err?: Error) => {
+    // aedes follows its own destroy() with destroy(err) for the same cause.
+    if (closing) return stream;
+    if (err || stream.destroyed || socket.readyState !== socket.OPEN) {
+      return destroyNow(err);
+    }
+    closing = true;
+    const timer = setTimeout(() => destroyNow(), 1000);
+    socket.once("close", () => {
+      clearTimeout(timer);
+      destroyNow();
+    });
+    // Flushes the writes, then closes the WebSocket (ws's _final).
+    stream.end();
+    return stream;
+  };
+  return stream;
+}
+
 /** Start aedes with a TCP listener and optionally a WebSocket listener. */
 export async function startBroker(opts: BrokerOptions): Promise<Broker> {
   const host = opts.host ?? "0.0.0.0";
   const log = opts.log ?? ((l: string) => console.error(l));
+  if ((opts.tcpTls || opts.wsTls) && !opts.tls) {
+    throw new Error("broker: a TLS listener needs a certificate and key");
+  }
   const aedes = await Aedes.createBroker();
   if (opts.username) {
     const user = opts.username;
@@ -77,30 +131,73 @@ export async function startBroker(opts: BrokerOptions): Promise<Broker> {
     aedes.handle(opts.withoutReadFix ? stream : readAllOnRead(stream), req);
   };
 
-  const tcp = net.createServer((socket) => handle(socket));
-  await listen(tcp, opts.tcpPort, host);
+  // Sockets still in the TLS handshake are not in `conns` yet.
+  const handshaking = new Set<net.Socket>();
+  let tcp: net.Server;
+  if (opts.tcpTls) {
+    const t = tls.createServer(
+      { cert: opts.tls!.cert, key: opts.tls!.key },
+      (socket) => handle(socket),
+    );
+    t.on("connection", (raw: net.Socket) => {
+      handshaking.add(raw);
+      raw.once("close", () => handshaking.delete(raw));
+    });
+    t.on("tlsClientError", (err: Error, socket: tls.TLSSocket) => {
+      log(
+        `broker: TLS handshake from ${socket?.remoteAddress ?? "?"} failed: ${
+          err.message.split("\n")[0]
+        }`,
+      );
+    });
+    tcp = t;
+  } else {
+    tcp = net.createServer((socket) => handle(socket));
+  }
+  try {
+    await listen(tcp, opts.tcpPort, host);
+  } catch (e) {
+    await new Promise<void>((r) => aedes.close(() => r()));
+    throw e;
+  }
   const tcpPort = (tcp.address() as net.AddressInfo).port;
 
-  let httpServer: http.Server | null = null;
+  let httpServer: http.Server | https.Server | null = null;
   let wss: WebSocketServer | null = null;
   let wsPort: number | null = null;
   if (opts.wsPort !== undefined) {
-    httpServer = http.createServer((_req, res) => {
+    const onRequest = (
+      _req: http.IncomingMessage,
+      res: http.ServerResponse,
+    ) => {
       res.writeHead(426, { "content-type": "text/plain" });
       res.end("MQTT over WebSocket only\n");
-    });
+    };
+    httpServer = opts.wsTls
+      ? https.createServer(
+        { cert: opts.tls!.cert, key: opts.tls!.key },
+        onRequest,
+      )
+      : http.createServer(onRequest);
     wss = new WebSocketServer({ server: httpServer });
     // ws re-emits the HTTP server's errors; listen() below reports them.
     wss.on("error", () => {});
     wss.on("connection", (socket, req) => {
-      handle(createWebSocketStream(socket), req);
+      handle(gracefulWebSocketStream(socket), req);
     });
-    await listen(httpServer, opts.wsPort, host);
+    try {
+      await listen(httpServer, opts.wsPort, host);
+    } catch (e) {
+      await new Promise<void>((r) => tcp.close(() => r()));
+      await new Promise<void>((r) => aedes.close(() => r()));
+      throw e;
+    }
     wsPort = (httpServer.address() as net.AddressInfo).port;
   }
   log(
-    `broker: listening mqtt://${host}:${tcpPort}` +
-      (wsPort ? ` and ws://${host}:${wsPort}` : ""),
+    `broker: listening ${opts.tcpTls ? "mqtts" : "mqtt"}://${host}:${tcpPort}` +
+      (wsPort ? ` and ${opts.wsTls ? "wss" : "ws"}://${host}:${wsPort}` : "") +
+      (opts.username ? " (authentication on)" : ""),
   );
 
   let closed: Promise<void> | null = null;
@@ -114,6 +211,7 @@ export async function startBroker(opts: BrokerOptions): Promise<Broker> {
           ? new Promise<void>((r) => httpServer!.close(() => r()))
           : Promise.resolve();
         for (const c of conns) c.destroy();
+        for (const s of handshaking) s.destroy();
         for (const ws of wss?.clients ?? []) ws.terminate();
         wss?.close();
         await new Promise<void>((r) => aedes.close(() => r()));
@@ -124,23 +222,97 @@ export async function startBroker(opts: BrokerOptions): Promise<Broker> {
   };
 }
 
+/** The settings `brokerOptionsFromConfig` reads (BROKER_OPTIONS + MQTT user). */
+export interface BrokerConfig {
+  brokerHost: string;
+  mqttUrl: string;
+  mqttWsUrl: string;
+  brokerTlsCertFile: string;
+  brokerTlsKeyFile: string;
+  mqttUsername: string;
+  mqttPassword: string;
+  mqttPasswordFile: string;
+}
+
+/**
+ * Listener, TLS and credential options from configuration. The scheme of
+ * MQTT_URL (`mqtts://`) and MQTT_WS_URL (`wss://`) selects TLS per listener;
+ * a TLS URL without BROKER_TLS_CERT_FILE + BROKER_TLS_KEY_FILE, or those
+ * without any TLS URL, is a one-line ConfigError. Files are read here;
+ * errors name the file, never its contents.
+ */
+export function brokerOptionsFromConfig(
+  cfg: BrokerConfig,
+  log?: (line: string) => void,
+): BrokerOptions {
+  const tcpTls = new URL(cfg.mqttUrl).protocol === "mqtts:";
+  const wsTls = new URL(cfg.mqttWsUrl).protocol === "wss:";
+  const cert = cfg.brokerTlsCertFile, key = cfg.brokerTlsKeyFile;
+  if (!cert !== !key) {
+    throw new ConfigError(
+      "BROKER_TLS_CERT_FILE and BROKER_TLS_KEY_FILE go together: set both or neither",
+    );
+  }
+  if (!cert && (tcpTls || wsTls)) {
+    throw new ConfigError(
+      `${
+        tcpTls ? "MQTT_URL is mqtts://" : "MQTT_WS_URL is wss://"
+      } but BROKER_TLS_CERT_FILE and BROKER_TLS_KEY_FILE are not set`,
+    );
+  }
+  if (cert && !tcpTls && !wsTls) {
+    throw new ConfigError(
+      "BROKER_TLS_CERT_FILE is set but MQTT_URL is not mqtts:// (nor MQTT_WS_URL wss://)",
+    );
+  }
+  const read = (path: string, what: string) => {
+    try {
+      return Deno.readTextFileSync(path);
+    } catch (e) {
+      throw new ConfigError(
+        `cannot read ${what} ${path}: ${(e as Error).name}`,
+      );
+    }
+  };
+  let password: string | undefined;
+  try {
+    ({ password } = loadMqttSecrets({
+      password: cfg.mqttPassword,
+      passwordFile: cfg.mqttPasswordFile,
+    }));
+  } catch (e) {
+    throw new ConfigError((e as Error).message);
+  }
+  return {
+    host: cfg.brokerHost,
+    tcpPort: urlPort(cfg.mqttUrl),
+    wsPort: urlPort(cfg.mqttWsUrl),
+    username: cfg.mqttUsername || undefined,
+    password,
+    tls: cert
+      ? {
+        cert: read(cert, "BROKER_TLS_CERT_FILE"),
+        key: read(key, "BROKER_TLS_KEY_FILE"),
+      }
+      : undefined,
+    tcpTls,
+    wsTls,
+    log,
+  };
+}
+
 if (import.meta.main) {
   await runMain(
     "broker",
-    "embedded MQTT broker (TCP and WebSocket)",
+    "embedded MQTT broker (TCP and WebSocket, optionally TLS)",
     {
       ...BROKER_OPTIONS,
       mqttUsername: MQTT_USERNAME,
       mqttPassword: MQTT_PASSWORD,
+      mqttPasswordFile: MQTT_PASSWORD_FILE,
     },
     async (cfg) => {
-      const broker = await startBroker({
-        host: cfg.brokerHost,
-        tcpPort: urlPort(cfg.mqttUrl),
-        wsPort: urlPort(cfg.mqttWsUrl),
-        username: cfg.mqttUsername || undefined,
-        password: cfg.mqttPassword,
-      });
+      const broker = await startBroker(brokerOptionsFromConfig(cfg));
       const stop = async () => {
         await broker.close();
         Deno.exit(0);

@@ -201,6 +201,16 @@ export const BROKER_OPTIONS = {
     "0.0.0.0",
     hostCheck,
   ),
+  brokerTlsCertFile: stringOption(
+    "BROKER_TLS_CERT_FILE",
+    "embedded broker: PEM server certificate (chain) for mqtts:// and wss://",
+    "",
+  ),
+  brokerTlsKeyFile: stringOption(
+    "BROKER_TLS_KEY_FILE",
+    "embedded broker: PEM private key of BROKER_TLS_CERT_FILE",
+    "",
+  ),
 } satisfies Record<string, Option<unknown>>;
 
 export const HMI_PORT = intOption("HMI_PORT", "HMI HTTP port", 8000, 1, 65535);
@@ -228,6 +238,8 @@ export const HMI_OPTIONS = {
   mqttUrl: MQTT_URL,
   mqttUsername: MQTT_USERNAME,
   mqttPassword: MQTT_PASSWORD,
+  mqttPasswordFile: MQTT_PASSWORD_FILE,
+  mqttCaFile: MQTT_CA_FILE,
   dataDir: stringOption(
     "DATA_DIR",
     "directory of the HMI's history database (history.db)",

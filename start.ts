@@ -6,7 +6,7 @@
  * `--external-broker` (EXTERNAL_BROKER=1) uses the broker at MQTT_URL and
  * MQTT_WS_URL instead of starting the embedded one.
  */
-import { runMain, urlPort } from "./cli.ts";
+import { runMain } from "./cli.ts";
 import {
   BROKER_OPTIONS,
   HMI_OPTIONS,
@@ -15,7 +15,7 @@ import {
   START_OPTIONS,
 } from "./settings.ts";
 import { startSimulator } from "./sim.ts";
-import { startBroker } from "./broker.ts";
+import { brokerOptionsFromConfig, startBroker } from "./broker.ts";
 import { startPoller } from "./poll.ts";
 import { startHmi } from "./hmi.ts";
 
@@ -34,6 +34,8 @@ export const START_SPEC = {
   ...POLL_REST,
   mqttWsUrl: BROKER_OPTIONS.mqttWsUrl,
   brokerHost: BROKER_OPTIONS.brokerHost,
+  brokerTlsCertFile: BROKER_OPTIONS.brokerTlsCertFile,
+  brokerTlsKeyFile: BROKER_OPTIONS.brokerTlsKeyFile,
   hmiHost: HMI_OPTIONS.hmiHost,
   hmiPort: HMI_OPTIONS.hmiPort,
   dataDir: HMI_OPTIONS.dataDir,
@@ -59,6 +61,10 @@ if (import.meta.main) {
         }
         Deno.exit(code);
       };
+      // Broker configuration errors (TLS files) exit 2 before anything starts.
+      const brokerOpts = cfg.externalBroker
+        ? null
+        : brokerOptionsFromConfig(cfg, log);
       Deno.addSignalListener("SIGINT", () => stopAll(0));
       Deno.addSignalListener("SIGTERM", () => stopAll(0));
       try {
@@ -72,15 +78,8 @@ if (import.meta.main) {
           log,
         });
         stack.push({ name: "simulator", stop: () => sim.close() });
-        if (!cfg.externalBroker) {
-          const broker = await startBroker({
-            host: cfg.brokerHost,
-            tcpPort: urlPort(cfg.mqttUrl),
-            wsPort: urlPort(cfg.mqttWsUrl),
-            username: cfg.mqttUsername || undefined,
-            password: cfg.mqttPassword,
-            log,
-          });
+        if (brokerOpts) {
+          const broker = await startBroker(brokerOpts);
           stack.push({ name: "broker", stop: () => broker.close() });
         }
         const poller = await startPoller(
@@ -99,6 +98,8 @@ if (import.meta.main) {
           mqttUrl: cfg.mqttUrl,
           mqttUsername: cfg.mqttUsername,
           mqttPassword: cfg.mqttPassword,
+          mqttPasswordFile: cfg.mqttPasswordFile,
+          mqttCaFile: cfg.mqttCaFile,
           dataDir: cfg.dataDir,
         }, log);
         stack.push({ name: "hmi", stop: () => hmi.close() });
