@@ -16,6 +16,7 @@
  */
 import { DatabaseSync } from "node:sqlite";
 import type { AlarmEvent, Telemetry } from "./contract.ts";
+import { isDeviceName } from "./fleet_model.ts";
 
 export interface HistoryOptions {
   /** Database file, or ":memory:". */
@@ -72,48 +73,69 @@ export class History {
       );
       CREATE INDEX IF NOT EXISTS alarms_ts ON alarms (ts_ms);
     `);
+    // Fleet devices (schema 2): a nullable device name on both tables; the
+    // single-device rows keep NULL. Added in place to databases of schema 1.
+    for (const table of ["telemetry", "alarms"]) {
+      const cols = this.#db.prepare(`PRAGMA table_info(${table})`).all();
+      if (!cols.some((c) => c.name === "device")) {
+        this.#db.exec(`ALTER TABLE ${table} ADD COLUMN device TEXT`);
+      }
+    }
+    this.#db.exec(`
+      CREATE INDEX IF NOT EXISTS telemetry_device_ts ON telemetry (device, ts_ms);
+      CREATE INDEX IF NOT EXISTS alarms_device_ts ON alarms (device, ts_ms);
+    `);
     this.#insertTelemetry = this.#db.prepare(
-      "INSERT INTO telemetry (ts_ms, device_id, seq, json) VALUES (?, ?, ?, ?)",
+      "INSERT INTO telemetry (ts_ms, device_id, seq, json, device) VALUES (?, ?, ?, ?, ?)",
     );
     this.#insertAlarm = this.#db.prepare(
-      "INSERT INTO alarms (ts_ms, json) VALUES (?, ?)",
+      "INSERT INTO alarms (ts_ms, json, device) VALUES (?, ?, ?)",
     );
   }
 
-  recordTelemetry(t: Telemetry): void {
+  /** Record one message; `device` names a fleet device (null: the single device). */
+  recordTelemetry(t: Telemetry, device: string | null = null): void {
     this.#insertTelemetry.run(
       Date.parse(t.ts),
       t.device_id,
       t.seq,
       JSON.stringify(t),
+      device,
     );
     this.#maybePrune(Date.parse(t.ts));
   }
 
-  recordAlarm(a: AlarmEvent): void {
-    this.#insertAlarm.run(Date.parse(a.ts), JSON.stringify(a));
+  recordAlarm(a: AlarmEvent, device: string | null = null): void {
+    this.#insertAlarm.run(Date.parse(a.ts), JSON.stringify(a), device);
   }
 
   /**
    * Telemetry with ts >= sinceMs, oldest first: at most `maxRows`, the newest
    * ones, so a week-long window cannot build a response of 600k rows.
+   * `device` selects a fleet device's rows; null (default) the single device's.
    */
-  telemetrySince(sinceMs: number, maxRows = MAX_HISTORY_ROWS): Telemetry[] {
+  telemetrySince(
+    sinceMs: number,
+    maxRows = MAX_HISTORY_ROWS,
+    device: string | null = null,
+  ): Telemetry[] {
     return this.#db
       .prepare(
         `SELECT json FROM (SELECT json, ts_ms, seq FROM telemetry
-         WHERE ts_ms >= ? ORDER BY ts_ms DESC, seq DESC LIMIT ?)
+         WHERE device IS ? AND ts_ms >= ? ORDER BY ts_ms DESC, seq DESC LIMIT ?)
          ORDER BY ts_ms, seq`,
       )
-      .all(sinceMs, maxRows)
+      .all(device, sinceMs, maxRows)
       .map((r) => JSON.parse(r.json as string));
   }
 
-  /** The newest `limit` alarm events, newest first. */
-  recentAlarms(limit: number): AlarmEvent[] {
+  /** The newest `limit` alarm events (of `device`, null: the single device), newest first. */
+  recentAlarms(limit: number, device: string | null = null): AlarmEvent[] {
     return this.#db
-      .prepare("SELECT json FROM alarms ORDER BY ts_ms DESC, id DESC LIMIT ?")
-      .all(limit)
+      .prepare(
+        "SELECT json FROM alarms WHERE device IS ? ORDER BY ts_ms DESC, id DESC LIMIT ?",
+      )
+      .all(device, limit)
       .map((r) => JSON.parse(r.json as string));
   }
 
@@ -171,6 +193,21 @@ export function parseMinutes(raw: string | null | undefined, def = 10): Param {
 /** `?limit=N`: an integer 1..MAX_ALARM_LIMIT; absent means `def`. */
 export function parseLimit(raw: string | null | undefined, def = 50): Param {
   return intParam("limit", raw, def, 1, MAX_ALARM_LIMIT);
+}
+
+/** `?device=name`: a fleet device name (see fleet_model.ts); absent means null. */
+export function parseDeviceParam(
+  raw: string | null | undefined,
+): { ok: true; value: string | null } | { ok: false; error: string } {
+  if (raw === null || raw === undefined) return { ok: true, value: null };
+  if (!isDeviceName(raw)) {
+    return {
+      ok: false,
+      error:
+        "device must be a device name: 1..64 letters, digits, _ . - (one topic level)",
+    };
+  }
+  return { ok: true, value: raw };
 }
 
 function intParam(

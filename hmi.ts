@@ -13,12 +13,13 @@
  * As a program: `deno task hmi` (see `--help`).
  */
 import type { ConfigOf } from "./cli.ts";
-import { runMain } from "./cli.ts";
+import { ConfigError, runMain } from "./cli.ts";
 import { HMI_OPTIONS } from "./settings.ts";
 import { buildIslands } from "./build.ts";
 import { createApp, type IslandManifest } from "./fresh.ts";
 import { History } from "./history.ts";
 import { type HistoryRecorder, startRecorder } from "./hmi_recorder.ts";
+import { loadMqttSecrets } from "./publisher.ts";
 
 export type HmiConfig = ConfigOf<typeof HMI_OPTIONS>;
 
@@ -62,6 +63,16 @@ export async function startHmi(
   cfg: HmiConfig,
   log: (l: string) => void = () => {},
 ): Promise<{ port: number; close(): Promise<void> }> {
+  let secrets;
+  try {
+    secrets = loadMqttSecrets({
+      password: cfg.mqttPassword,
+      passwordFile: cfg.mqttPasswordFile,
+      caFile: cfg.mqttCaFile,
+    });
+  } catch (e) {
+    throw new ConfigError((e as Error).message);
+  }
   const { manifest } = await buildIslands({ root: ROOT, log });
   await Deno.mkdir(cfg.dataDir, { recursive: true });
   const dbPath = `${cfg.dataDir.replace(/\/+$/, "") || "."}/history.db`;
@@ -75,7 +86,8 @@ export async function startHmi(
     recorder = startRecorder({
       url: cfg.mqttUrl,
       username: cfg.mqttUsername,
-      password: cfg.mqttPassword,
+      password: secrets.password,
+      ca: secrets.ca,
       topicPrefix: cfg.topicPrefix,
       history,
       log,

@@ -12,12 +12,16 @@
  */
 import mqtt from "mqtt";
 import { parseAlarmEvent, parseTelemetry, topicsFor } from "./contract.ts";
+import { deviceOfTopic } from "./fleet_model.ts";
 import type { History } from "./history.ts";
+import { redact } from "./publisher.ts";
 
 export interface RecorderOptions {
   url: string;
   username?: string;
   password?: string;
+  /** CA certificate(s) (PEM) to trust for mqtts:// and wss://. */
+  ca?: string;
   topicPrefix: string;
   history: History;
   log: (l: string) => void;
@@ -35,6 +39,13 @@ export interface HistoryRecorder {
 
 export function startRecorder(o: RecorderOptions): HistoryRecorder {
   const topics = topicsFor(o.topicPrefix);
+  // Also every fleet device's (`{prefix}/{name}/...`), recorded with its name.
+  const subscriptions = [
+    topics.telemetry,
+    topics.alarms,
+    `${o.topicPrefix}/+/telemetry`,
+    `${o.topicPrefix}/+/alarms`,
+  ];
   const counts = { telemetry: 0, alarms: 0, rejected: 0 };
   const subscribed = Promise.withResolvers<void>();
   let recording = false;
@@ -43,14 +54,15 @@ export function startRecorder(o: RecorderOptions): HistoryRecorder {
     clientId: `hmi-history-${crypto.randomUUID().slice(0, 8)}`,
     username: o.username || undefined,
     password: o.password || undefined,
+    ca: o.ca,
     reconnectPeriod: 1000,
     connectTimeout: 5000,
     clean: true,
   });
   client.on("connect", () => {
     lastError = "";
-    o.log(`hmi: history recorder connected to ${o.url}`);
-    client.subscribe([topics.telemetry, topics.alarms], { qos: 1 }, (err) => {
+    o.log(`hmi: history recorder connected to ${redact(o.url)}`);
+    client.subscribe(subscriptions, { qos: 1 }, (err) => {
       if (err) o.log(`hmi: history subscribe failed: ${err.message}`);
       else {
         recording = true;
@@ -76,15 +88,17 @@ export function startRecorder(o: RecorderOptions): HistoryRecorder {
   };
   client.on("message", (topic, payload) => {
     try {
-      if (topic === topics.telemetry) {
+      const fleetTel = deviceOfTopic(o.topicPrefix, topic, "telemetry");
+      const fleetAlarm = deviceOfTopic(o.topicPrefix, topic, "alarms");
+      if (topic === topics.telemetry || fleetTel !== null) {
         const r = parseTelemetry(payload);
         if (!r.ok) return reject(topic, r.error);
-        o.history.recordTelemetry(r.value);
+        o.history.recordTelemetry(r.value, fleetTel);
         counts.telemetry++;
-      } else if (topic === topics.alarms) {
+      } else if (topic === topics.alarms || fleetAlarm !== null) {
         const r = parseAlarmEvent(payload);
         if (!r.ok) return reject(topic, r.error);
-        o.history.recordAlarm(r.value);
+        o.history.recordAlarm(r.value, fleetAlarm);
         counts.alarms++;
       }
     } catch (e) {

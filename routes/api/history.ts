@@ -1,6 +1,6 @@
 import type { Handlers } from "../../fresh.ts";
 import type { HmiState } from "../../hmi.ts";
-import { parseMinutes } from "../../history.ts";
+import { parseDeviceParam, parseMinutes } from "../../history.ts";
 import type { Telemetry } from "../../contract.ts";
 
 const NO_STORE = { "Cache-Control": "no-store" };
@@ -9,7 +9,8 @@ const NO_STORE = { "Cache-Control": "no-store" };
  * `GET /api/history?minutes=N` (default 10, 1..10080): the telemetry this
  * server recorded in the last N minutes, oldest first, as a JSON array of
  * telemetry payloads. A message recorded twice (MQTT QoS 1 redelivery) is
- * returned once.
+ * returned once. `device=<name>` selects a fleet device's telemetry
+ * (`{prefix}/{name}/telemetry`); without it, the single device's.
  */
 export const handler: Handlers<HmiState> = {
   GET(_req, ctx) {
@@ -20,8 +21,17 @@ export const handler: Handlers<HmiState> = {
         headers: NO_STORE,
       });
     }
+    const d = parseDeviceParam(ctx.url.searchParams.get("device"));
+    if (!d.ok) {
+      return Response.json({ error: d.error }, {
+        status: 400,
+        headers: NO_STORE,
+      });
+    }
     const rows = ctx.state.history.telemetrySince(
       Date.now() - p.value * 60_000,
+      undefined,
+      d.value,
     );
     const seen = new Set<string>();
     const out: Telemetry[] = [];
