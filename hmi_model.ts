@@ -27,6 +27,8 @@ export const MAX_ALARM_ROWS = 100;
 export interface HmiProps {
   mqttWsUrl: string;
   topicPrefix: string;
+  /** A fleet device's name: its history is fetched with `device=`. */
+  device?: string;
   raiseAboveC: number;
   clearBelowC: number;
   intervalMs: number;

@@ -225,6 +225,7 @@ export default function LiveHmi(props: HmiProps) {
   }).current;
   const topics = topicsFor(props.topicPrefix);
   const windowMinutes = Math.max(1, Math.ceil(props.windowMs / 60_000));
+  const dev = props.device ? `&device=${encodeURIComponent(props.device)}` : "";
 
   useEffect(() => {
     let charts: TrendCharts | null = null;
@@ -253,8 +254,8 @@ export default function LiveHmi(props: HmiProps) {
         Math.max(1, Math.ceil((Date.now() - fromMs) / 60_000) + 1),
       );
       const [h, a] = await Promise.all([
-        fetch(`/api/history?minutes=${minutes}`),
-        fetch(`/api/alarms?limit=${limit}`),
+        fetch(`/api/history?minutes=${minutes}${dev}`),
+        fetch(`/api/alarms?limit=${limit}${dev}`),
       ]);
       if (!h.ok || !a.ok) {
         await Promise.all([h.body?.cancel(), a.body?.cancel()]);

@@ -13,6 +13,10 @@ export default function App({ Component }: AppProps) {
         <link rel="stylesheet" href="/styles.css" />
       </head>
       <body>
+        <nav class="nav" aria-label="Views">
+          <a href="/">Device</a>
+          <a href="/fleet">Fleet</a>
+        </nav>
         <Component />
       </body>
     </html>

@@ -196,7 +196,7 @@ Deno.test("GET /api/health returns JSON status", async () => {
     const body = await res.json();
     assert.equal(body.status, "ok");
     assert.equal(body.topic_prefix, "demo");
-    assert.deepEqual(body.islands, ["LiveHmi"]);
+    assert.deepEqual(body.islands, ["FleetOverview", "LiveHmi"]);
     assert.equal(typeof body.uptime_s, "number");
   });
 });
