@@ -11,10 +11,13 @@
  *    Mosquitto's own publish -> subscriber round trip.
  * 4. Alarm rule evaluations per second; payload encode cost per message.
  * 5. HMI bundle sizes (if static/build/ exists).
+ * 6. Soak (not in the default set, ~3 min): `soak.ts` with its defaults;
+ *    poller RSS, heap and fds over time under faults and broker outages.
  *
  * Settings (env or flag, see `--help`): BENCH_DEVICES / --bench-devices
  * (default 1000), BENCH_SECONDS / --bench-seconds (60), BENCH_SIM_PROCS /
- * --bench-sim-procs (one per 250 devices), BENCH_ONLY / --bench-only (1..5).
+ * --bench-sim-procs (one per 250 devices), BENCH_ONLY / --bench-only (1..6,
+ * default 1..5).
  *
  * @example
  * ```sh
@@ -40,6 +43,7 @@ import { evaluateAlarm, INITIAL_ALARM_STATE } from "./alarm.ts";
 import { buildTelemetry } from "./contract.ts";
 import { encodeMessage } from "./outbox.ts";
 import { startBroker } from "./broker.ts";
+import { benchSoakRows } from "./soak.ts";
 import { MOSQUITTO } from "./tests/_support.ts";
 import { startMosquitto } from "./tests/_mosquitto.ts";
 
@@ -762,12 +766,12 @@ const BENCH_OPTIONS = {
   ),
   only: stringOption(
     "BENCH_ONLY",
-    "comma-separated benchmarks to run (1..5)",
+    "comma-separated benchmarks to run (1..6; 6 is the soak)",
     "1,2,3,4,5",
     (v) =>
-      /^[1-5](,[1-5])*$/.test(v)
+      /^[1-6](,[1-6])*$/.test(v)
         ? null
-        : "expected numbers 1..5 separated by commas",
+        : "expected numbers 1..6 separated by commas",
   ),
 };
 
@@ -836,6 +840,7 @@ async function main(cfg: ConfigOf<typeof BENCH_OPTIONS>): Promise<void> {
     if (only.has("5")) await benchBundle();
     if (only.has("3")) await benchEndToEnd(broker.url, broker.name);
     if (only.has("2")) await benchFleet(devices, seconds, simProcs, broker.url);
+    if (only.has("6")) { for (const r of await benchSoakRows()) row(...r); }
   } finally {
     await broker.stop();
   }
