@@ -20,7 +20,7 @@ import { Aedes } from "aedes";
 import { createWebSocketStream, type WebSocket, WebSocketServer } from "ws";
 import { readAllOnRead } from "./stream_read_fix.ts";
 import { ConfigError, runMain, urlPort } from "./cli.ts";
-import { loadMqttSecrets } from "./publisher.ts";
+import { loadMqttSecrets } from "./mqtt_secrets.ts";
 import {
   BROKER_OPTIONS,
   MQTT_PASSWORD,

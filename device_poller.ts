@@ -48,7 +48,8 @@ import {
 } from "./alarm.ts";
 import { backoffDelayMs, type BackoffParams, nextTickMs } from "./schedule.ts";
 import { describeModbusError, ModbusLink } from "./modbus_link.ts";
-import { loadMqttSecrets, Publisher } from "./publisher.ts";
+import { Publisher } from "./publisher.ts";
+import { loadMqttSecrets } from "./mqtt_secrets.ts";
 
 export type PollConfig = ConfigOf<typeof POLL_OPTIONS>;
 
@@ -113,6 +114,8 @@ export interface DeviceTarget {
 export interface PollPolicy {
   timeoutMs: number;
   retries: number;
+  /** First backoff step; the delay is never shorter than the poll interval. */
+  backoffBaseMs: number;
   backoffMaxMs: number;
   alarm: AlarmParams;
 }
@@ -145,7 +148,7 @@ export function startDevicePoller(
   const limit = deps.limit ?? (<T>(request: () => Promise<T>) => request());
   const alarmParams = policy.alarm;
   const backoff: BackoffParams = {
-    baseMs: target.intervalMs,
+    baseMs: policy.backoffBaseMs,
     maxMs: policy.backoffMaxMs,
     jitter: 0.1,
   };
@@ -367,7 +370,11 @@ export function startDevicePoller(
   function failed(tsMs: number, error: string): PollOutcome {
     link.destroy();
     failures++;
-    const nextDelayMs = backoffDelayMs(failures, backoff, random());
+    // Backing off must never poll faster than the normal schedule would.
+    const nextDelayMs = Math.max(
+      target.intervalMs,
+      backoffDelayMs(failures, backoff, random()),
+    );
     publisher.send("telemetry", topics.telemetry, {
       ...buildBadTelemetry({ tsMs, deviceId, seq: ++seq, error }),
     });
@@ -430,6 +437,7 @@ export function policyOf(cfg: PollConfig): PollPolicy {
   return {
     timeoutMs: cfg.timeoutMs,
     retries: cfg.retries,
+    backoffBaseMs: cfg.backoffBaseMs,
     backoffMaxMs: cfg.backoffMaxMs,
     alarm: alarmParamsOf(cfg),
   };

@@ -19,7 +19,7 @@ import { buildIslands } from "./build.ts";
 import { createApp, type IslandManifest } from "./fresh.ts";
 import { History } from "./history.ts";
 import { type HistoryRecorder, startRecorder } from "./hmi_recorder.ts";
-import { loadMqttSecrets } from "./publisher.ts";
+import { loadMqttSecrets } from "./mqtt_secrets.ts";
 
 export type HmiConfig = ConfigOf<typeof HMI_OPTIONS>;
 

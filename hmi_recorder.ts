@@ -14,7 +14,7 @@ import mqtt from "mqtt";
 import { parseAlarmEvent, parseTelemetry, topicsFor } from "./contract.ts";
 import { deviceOfTopic } from "./fleet_model.ts";
 import type { History } from "./history.ts";
-import { redact } from "./publisher.ts";
+import { redact } from "./mqtt_secrets.ts";
 
 export interface RecorderOptions {
   url: string;

@@ -143,6 +143,13 @@ export const POLL_OPTIONS = {
     0,
     10,
   ),
+  backoffBaseMs: intOption(
+    "BACKOFF_BASE_MS",
+    "first backoff after a failed poll, ms; doubles per failure (never shorter than the poll interval)",
+    1000,
+    10,
+    3_600_000,
+  ),
   backoffMaxMs: intOption(
     "BACKOFF_MAX_MS",
     "longest backoff after failures, ms",

@@ -178,6 +178,7 @@ async function rolePoller(): Promise<void> {
       MQTT_URL: values["mqtt-url"],
       TOPIC_PREFIX: "soak",
       POLL_INTERVAL_MS: values["interval-ms"],
+      BACKOFF_BASE_MS: values["interval-ms"],
       MODBUS_TIMEOUT_MS: String(TIMEOUT_MS),
       MODBUS_RETRIES: "0",
       BACKOFF_MAX_MS: String(BACKOFF_MAX_MS),

@@ -52,6 +52,7 @@ const poller = await startPoller(
     MODBUS_PORT: String(port),
     MQTT_URL: `mqtt://127.0.0.1:${mqttPort}`,
     POLL_INTERVAL_MS: "50",
+    BACKOFF_BASE_MS: "50",
     MODBUS_TIMEOUT_MS: "60",
     MODBUS_RETRIES: "0",
     BACKOFF_MAX_MS: "100",

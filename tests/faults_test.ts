@@ -116,6 +116,7 @@ async function withRig(
         MODBUS_PORT: String(port),
         MQTT_URL: url,
         POLL_INTERVAL_MS: String(INTERVAL_MS),
+        BACKOFF_BASE_MS: String(INTERVAL_MS),
         MODBUS_TIMEOUT_MS: String(TIMEOUT_MS),
         MODBUS_RETRIES: "1",
         BACKOFF_MAX_MS: "800",

@@ -35,6 +35,7 @@ async function setup(env: Record<string, string> = {}) {
       MODBUS_PORT: String(modbusPort),
       MQTT_URL: url,
       POLL_INTERVAL_MS: "100",
+      BACKOFF_BASE_MS: "100",
       MODBUS_TIMEOUT_MS: "300",
       ALARM_RAISE_DELAY_MS: "300",
       ALARM_CLEAR_DELAY_MS: "300",

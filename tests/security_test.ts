@@ -7,7 +7,8 @@
  */
 import assert from "node:assert/strict";
 import { type Poller, startPoller } from "../poll.ts";
-import { loadMqttSecrets, Publisher } from "../publisher.ts";
+import { Publisher } from "../publisher.ts";
+import { loadMqttSecrets } from "../mqtt_secrets.ts";
 import { parseConfig } from "../cli.ts";
 import { POLL_OPTIONS } from "../settings.ts";
 import { Recorder } from "./_mqtt.ts";
