@@ -24,7 +24,13 @@ import {
   isoTs,
   type Topics,
 } from "./contract.ts";
-import { ADDR, POLL_BLOCK, scaleRegisters } from "./registers.ts";
+import {
+  ADDR,
+  REGISTER_MAPS,
+  type RegisterMapName,
+  scaleRegisters,
+} from "./registers.ts";
+import { planReads } from "./read_plan.ts";
 import {
   buildCommandResult,
   COMMAND_ANSWER_MS,
@@ -47,7 +53,13 @@ import {
   INITIAL_ALARM_STATE,
 } from "./alarm.ts";
 import { backoffDelayMs, type BackoffParams, nextTickMs } from "./schedule.ts";
-import { describeModbusError, ModbusLink } from "./modbus_link.ts";
+import {
+  describeModbusError,
+  ModbusError,
+  ModbusLink,
+  NoReplyError,
+  NotSentError,
+} from "./modbus_link.ts";
 import { Publisher } from "./publisher.ts";
 import { loadMqttSecrets } from "./mqtt_secrets.ts";
 
@@ -108,6 +120,8 @@ export interface DeviceTarget {
   port: number;
   unitId: number;
   intervalMs: number;
+  /** Register map (default: the built-in inverter map). */
+  map?: RegisterMapName;
 }
 
 /** How hard to try, shared by every device of a poller. */
@@ -152,6 +166,10 @@ export function startDevicePoller(
     maxMs: policy.backoffMaxMs,
     jitter: 0.1,
   };
+  const registerMap = REGISTER_MAPS[target.map ?? "inverter"];
+  // Every register of the map (they all exist on the device, so a block may
+  // span the unpublished ones): the inverter map is one FC03 of 0..9.
+  const plan = planReads(registerMap.map((r) => r.address));
   const who = target.name ?? `${target.host}:${target.port}`;
   const where = `${target.host}:${target.port}`;
 
@@ -170,6 +188,9 @@ export function startDevicePoller(
   let alarm: AlarmState = INITIAL_ALARM_STATE;
   let alarmRec: AlarmRecord = initialAlarmRecord("temp_high");
   const recentCommands = new RecentIds();
+  let commandQueue: Promise<unknown> = Promise.resolve();
+  /** Nominal (unjittered) backoff step last logged, so the cap is logged once. */
+  let loggedStepMs = 0;
   let failures = 0;
   let lastError = "";
   let everConnected = false;
@@ -218,28 +239,42 @@ export function startDevicePoller(
     publisher.send("event", topic, { ...buildCommandResult(r) });
   }
 
-  /** Write the setpoint (FC06) and read it back; bounded so we always answer. */
-  async function writeSetpoint(value: number): Promise<string | null> {
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const deadline = new Promise<string>((resolve) => {
-      timer = setTimeout(() => resolve("timeout"), COMMAND_ANSWER_MS - 200);
-    });
-    const work = (async () => {
+  /**
+   * Write the setpoint (FC06) and read it back, within the answer deadline
+   * counted from the command's arrival. One command at a time per device, so
+   * two commands never interleave as write, write, read-back, read-back. At
+   * the deadline a write not yet sent is never sent; a write sent but not
+   * confirmed is reported as such (the device may hold the new value).
+   */
+  function writeSetpoint(value: number): Promise<string | null> {
+    const deadline = AbortSignal.timeout(COMMAND_ANSWER_MS - 200);
+    const run = async (): Promise<string | null> => {
+      let written = false;
       try {
-        await limit(() => link.writeRegister(ADDR.setpoint, value));
-        const [back] = await limit(() => link.readHolding(ADDR.setpoint, 1));
+        const opts = { signal: deadline };
+        await limit(() => link.writeRegister(ADDR.setpoint, value, opts));
+        written = true;
+        const [back] = await limit(() =>
+          link.readHolding(ADDR.setpoint, 1, opts)
+        );
         return back === value
           ? null
           : `read-back mismatch (device holds ${back})`;
       } catch (e) {
-        return describeModbusError(e);
+        if (e instanceof NotSentError) return "timeout (not written)";
+        const reason = e instanceof NoReplyError
+          ? "timeout"
+          : describeModbusError(e);
+        if (written) return `written, read-back failed (${reason})`;
+        // Sent but unanswered: the device may hold the new value.
+        return e instanceof ModbusError && e.sent
+          ? `${reason} (write sent, not confirmed: device state unknown)`
+          : reason;
       }
-    })();
-    try {
-      return await Promise.race([work, deadline]);
-    } finally {
-      clearTimeout(timer);
-    }
+    };
+    const result = commandQueue.then(run, run);
+    commandQueue = result.catch(() => {});
+    return result;
   }
 
   async function onSetpointCommand(payload: Uint8Array): Promise<void> {
@@ -329,9 +364,7 @@ export function startDevicePoller(
       attempt++
     ) {
       try {
-        const words = await limit(() =>
-          link.readHolding(POLL_BLOCK.start, POLL_BLOCK.count)
-        );
+        const words = await readPlan();
         if (!everConnected) {
           log(
             `modbus: connected to ${target.name ? `${who} (${where})` : where}`,
@@ -349,13 +382,30 @@ export function startDevicePoller(
     return { error };
   }
 
-  async function pollOnce(): Promise<PollOutcome> {
+  /**
+   * Read every block of the device's read plan; the words land at their
+   * addresses (a sparse array when the plan has gaps).
+   */
+  async function readPlan(): Promise<number[]> {
+    const words: number[] = [];
+    for (const b of plan) {
+      const got = await limit(() => link.readHolding(b.start, b.count));
+      for (let i = 0; i < got.length; i++) words[b.start + i] = got[i];
+    }
+    return words;
+  }
+
+  /** One poll; null when the poller was stopped meanwhile (nothing published). */
+  async function pollOnce(): Promise<PollOutcome | null> {
     const r = await readWithRetries();
+    // A stop destroys the link under a request in flight: that failure is
+    // ours, not the device's, and must not be published as bad quality.
+    if (stopped) return null;
     const tsMs = now();
     if (!("words" in r)) return failed(tsMs, r.error);
     let scaled;
     try {
-      scaled = scaleRegisters(r.words, POLL_BLOCK.start);
+      scaled = scaleRegisters(r.words, 0, registerMap);
     } catch (e) {
       return failed(tsMs, `bad response (${(e as Error).message})`);
     }
@@ -379,13 +429,15 @@ export function startDevicePoller(
       ...buildBadTelemetry({ tsMs, deviceId, seq: ++seq, error }),
     });
     runAlarm(tsMs, null);
-    // Log changes only: a new reason, or a still-growing backoff step.
-    if (
-      error !== lastError || nextDelayMs < backoff.maxMs * (1 - backoff.jitter)
-    ) {
+    // Log changes only: a new reason, or a new backoff step (so the step
+    // that reaches the cap is logged once, and nothing after it).
+    const stepMs = backoffDelayMs(failures, backoff);
+    if (error !== lastError || stepMs !== loggedStepMs) {
       log(
-        `modbus: poll of ${who} failed (${error}); backing off ${nextDelayMs} ms`,
+        `modbus: poll of ${who} failed (${error}); backing off ${nextDelayMs} ms` +
+          (stepMs >= backoff.maxMs ? " (at the cap)" : ""),
       );
+      loggedStepMs = stepMs;
     }
     lastError = error;
     return { ok: false, tsMs, error, nextDelayMs };
@@ -398,7 +450,7 @@ export function startDevicePoller(
       await sleeper.sleep(next - now());
       if (stopped) break;
       const outcome = await pollOnce();
-      if (stopped) break;
+      if (stopped || outcome === null) break;
       if (outcome.ok) {
         if (failures > 0) {
           log(
@@ -408,6 +460,7 @@ export function startDevicePoller(
           anchor = outcome.tsMs;
           failures = 0;
           lastError = "";
+          loggedStepMs = 0;
         }
         next = nextTickMs(anchor, target.intervalMs, now());
       } else {

@@ -9,7 +9,11 @@
  * garbage with any protocol id as a frame, and reports a reply with a wrong
  * transaction id only as a timeout. Here:
  *
- * - Every request is bounded by `timeoutMs`; the connect too.
+ * - Every request is bounded by `timeoutMs`, connect included: one deadline
+ *   per request, so a try never takes longer than the timeout.
+ * - A request may carry an AbortSignal: aborted before it is sent, it is
+ *   never sent (`NotSentError`); aborted while in flight it fails at once
+ *   as `NoReplyError` (the device may or may not have acted on it).
  * - A late reply to a request that already timed out (a slow device) is
  *   recognised by its transaction id and discarded, never taken as the
  *   answer to the next request.
@@ -58,6 +62,12 @@ export class ModbusError extends Error {
   readonly reason: string;
   /** Set for a Modbus exception response. */
   readonly modbusCode?: number;
+  /**
+   * True when the request had been sent before it failed (other than by an
+   * exception response): the device may have acted on it (a write may have
+   * landed).
+   */
+  sent = false;
   constructor(reason: string, modbusCode?: number) {
     super(reason);
     this.reason = reason;
@@ -71,6 +81,28 @@ export class TimeoutError extends ModbusError {
   constructor() {
     super("timeout");
   }
+}
+
+/** The request's signal aborted before it was sent: the device never saw it. */
+export class NotSentError extends ModbusError {
+  override name = "NotSentError";
+  constructor() {
+    super("not sent (deadline passed)");
+  }
+}
+
+/** The request's signal aborted after it was sent, before the reply. */
+export class NoReplyError extends ModbusError {
+  override name = "NoReplyError";
+  constructor() {
+    super("no reply before the deadline");
+  }
+}
+
+/** Per-request options. */
+export interface RequestOptions {
+  /** Abort: before sending, the request is dropped; after, it fails at once. */
+  signal?: AbortSignal;
 }
 
 /** The reason string of a Modbus exception response. */
@@ -155,8 +187,8 @@ export class ModbusLink {
       s.readyState === "open";
   }
 
-  /** Connect if not connected. */
-  open(): Promise<void> {
+  /** Connect if not connected, within `timeoutMs` (default: the link's). */
+  open(timeoutMs: number = this.#opts.timeoutMs): Promise<void> {
     if (this.isOpen) return Promise.resolve();
     if (this.#opening) return this.#opening;
     this.destroy();
@@ -170,7 +202,7 @@ export class ModbusLink {
         cleanup();
         this.#drop(socket);
         reject(new TimeoutError());
-      }, this.#opts.timeoutMs);
+      }, timeoutMs);
       const onConnect = () => {
         cleanup();
         socket.setNoDelay(true);
@@ -207,7 +239,11 @@ export class ModbusLink {
   }
 
   /** FC03: `count` holding registers from `start`, as raw words. */
-  async readHolding(start: number, count: number): Promise<number[]> {
+  async readHolding(
+    start: number,
+    count: number,
+    opts: RequestOptions = {},
+  ): Promise<number[]> {
     const req = Buffer.alloc(5);
     req.writeUInt8(0x03, 0);
     req.writeUInt16BE(start, 1);
@@ -217,19 +253,27 @@ export class ModbusLink {
         return "byte count mismatch";
       }
       return null;
-    });
+    }, opts);
     const words: number[] = [];
     for (let i = 0; i < count; i++) words.push(pdu.readUInt16BE(2 + 2 * i));
     return words;
   }
 
   /** FC06: write one register. */
-  async writeRegister(address: number, value: number): Promise<void> {
+  async writeRegister(
+    address: number,
+    value: number,
+    opts: RequestOptions = {},
+  ): Promise<void> {
     const req = Buffer.alloc(5);
     req.writeUInt8(0x06, 0);
     req.writeUInt16BE(address, 1);
     req.writeUInt16BE(value & 0xffff, 3);
-    await this.#request(req, (p) => p.equals(req) ? null : "echo mismatch");
+    await this.#request(
+      req,
+      (p) => p.equals(req) ? null : "echo mismatch",
+      opts,
+    );
   }
 
   /** Drop the connection at once; a request in flight fails. */
@@ -241,11 +285,19 @@ export class ModbusLink {
   #request(
     pdu: Buffer,
     check: (pdu: Buffer) => string | null,
+    opts: RequestOptions,
   ): Promise<Buffer> {
+    const { signal } = opts;
+    let sent = false;
     const run = async () => {
+      if (signal?.aborted) throw new NotSentError();
+      // One deadline for connect + request: a try is bounded by timeoutMs.
+      const deadline = performance.now() + this.#opts.timeoutMs;
       await this.open();
+      if (signal?.aborted) throw new NotSentError();
       const socket = this.#socket;
       if (!socket || !this.isOpen) throw new ModbusError("connection closed");
+      const remainingMs = Math.max(0, deadline - performance.now());
       const tid = this.#tid = (this.#tid + 1) & 0xffff;
       const frame = Buffer.alloc(MBAP + pdu.length);
       frame.writeUInt16BE(tid, 0);
@@ -254,7 +306,26 @@ export class ModbusLink {
       frame.writeUInt8(this.#opts.unitId, 6);
       pdu.copy(frame, MBAP);
       return await new Promise<Buffer>((resolve, reject) => {
+        const onAbort = () => {
+          if (this.#pending?.tid !== tid) return;
+          clearTimeout(this.#pending.timer);
+          this.#pending = null;
+          // Its reply may still come: recognise and skip it, as after a timeout.
+          this.#abandon(tid);
+          reject(new NoReplyError());
+        };
+        const settle = {
+          resolve: (b: Buffer) => {
+            signal?.removeEventListener("abort", onAbort);
+            resolve(b);
+          },
+          reject: (e: ModbusError) => {
+            signal?.removeEventListener("abort", onAbort);
+            reject(e);
+          },
+        };
         const timer = setTimeout(() => {
+          signal?.removeEventListener("abort", onAbort);
           if (this.#pending?.tid !== tid) return;
           this.#pending = null;
           if (this.#rx.length > 0) {
@@ -264,17 +335,48 @@ export class ModbusLink {
             return;
           }
           // A late reply may still come; it will be recognised and skipped.
-          this.#abandoned.push(tid);
-          if (this.#abandoned.length > ABANDONED_KEPT) this.#abandoned.shift();
+          this.#abandon(tid);
           reject(new TimeoutError());
-        }, this.#opts.timeoutMs);
-        this.#pending = { tid, fc: pdu[0], check, resolve, reject, timer };
+        }, remainingMs);
+        this.#pending = {
+          tid,
+          fc: pdu[0],
+          check,
+          resolve: settle.resolve,
+          reject: settle.reject,
+          timer,
+        };
+        signal?.addEventListener("abort", onAbort, { once: true });
+        sent = true;
         socket.write(frame);
       });
     };
-    const result = this.#queue.then(run, run);
+    const tracked = () =>
+      run().catch((e) => {
+        if (sent && e instanceof ModbusError && e.modbusCode === undefined) {
+          e.sent = true;
+        }
+        throw e;
+      });
+    const result = this.#queue.then(tracked, tracked);
     this.#queue = result.catch(() => {});
-    return result;
+    if (!signal) return result;
+    // Aborted while still queued or connecting: fail now; run() sees the
+    // abort before it would send, so the device never gets the request.
+    return new Promise<Buffer>((resolve, reject) => {
+      const onAbort = () => {
+        if (!sent) reject(new NotSentError());
+      };
+      signal.addEventListener("abort", onAbort, { once: true });
+      result.then(resolve, reject).finally(() =>
+        signal.removeEventListener("abort", onAbort)
+      );
+    });
+  }
+
+  #abandon(tid: number): void {
+    this.#abandoned.push(tid);
+    if (this.#abandoned.length > ABANDONED_KEPT) this.#abandoned.shift();
   }
 
   #settle(err: ModbusError | null, pdu?: Buffer): void {

@@ -1,6 +1,7 @@
 /**
  * A scripted, misbehaving Modbus TCP device for fault tests: real FC03
- * answers when healthy, and per request any of the faults below.
+ * answers (and FC06 writes of the setpoint) when healthy, and per request
+ * any of the faults below.
  */
 import net from "node:net";
 import { Buffer } from "node:buffer";
@@ -20,7 +21,7 @@ export type Mode =
   | "close";
 
 /** Healthy register block; register 2 (power) counts requests served. */
-function registers(n: number, tempRaw: number): number[] {
+function registers(n: number, tempRaw: number, setpoint: number): number[] {
   const w = new Array(20).fill(0);
   w[ADDR.deviceId] = 1001;
   w[ADDR.statusBits] = 1;
@@ -29,7 +30,7 @@ function registers(n: number, tempRaw: number): number[] {
   w[ADDR.current] = 1087;
   w[ADDR.temp] = tempRaw;
   w[ADDR.soc] = 600;
-  w[ADDR.setpoint] = 2500;
+  w[ADDR.setpoint] = setpoint;
   return w;
 }
 
@@ -37,11 +38,19 @@ function registers(n: number, tempRaw: number): number[] {
 export class FaultyDevice {
   mode: Mode = "healthy";
   /** When set, decides the mode of each request (overrides `mode`). */
-  script: ((n: number) => Mode) | null = null;
+  script: ((n: number, fc: number) => Mode) | null = null;
   slowMs = 0;
   /** Temperature register, 0.1 C (550 = 55.0 C: no alarm). */
   tempRaw = 550;
+  /** Register 7; FC06 writes it (when the request is answered healthily). */
+  setpoint = 2500;
   requests = 0;
+  /** Function codes of every request received, in order. */
+  readonly functionCodes: number[] = [];
+  /** Every FC03/FC04 request's start and quantity, in order. */
+  readonly reads: { start: number; count: number }[] = [];
+  /** Called as each request arrives (tests await this instead of sleeping). */
+  onRequest: ((n: number, fc: number) => void) | null = null;
   readonly port: number;
   #server: net.Server | null = null;
   #sockets = new Set<net.Socket>();
@@ -95,28 +104,44 @@ export class FaultyDevice {
 
   #answer(socket: net.Socket, req: Buffer): void {
     const n = ++this.requests;
-    const mode = this.script?.(n) ?? this.mode;
     const tid = req.readUInt16BE(0);
     const unit = req[6];
-    const start = req.readUInt16BE(8);
-    const count = req.readUInt16BE(10);
-    const words = registers(n, this.tempRaw).slice(start, start + count);
-    const ok = frame(tid, unit, [
-      0x03,
-      2 * words.length,
-      ...words.flatMap((w) => [w >> 8, w & 0xff]),
-    ]);
+    const fc = req[7];
+    this.functionCodes.push(fc);
+    this.onRequest?.(n, fc);
+    const mode = this.script?.(n, fc) ?? this.mode;
+    let ok: Buffer;
+    // The write takes effect when the device answers it, as a real one would.
+    let effect = () => {};
+    if (fc === 0x06) {
+      const value = req.readUInt16BE(10);
+      ok = Buffer.from(req);
+      effect = () => this.setpoint = value;
+    } else {
+      const start = req.readUInt16BE(8);
+      const count = req.readUInt16BE(10);
+      this.reads.push({ start, count });
+      const words = registers(n, this.tempRaw, this.setpoint)
+        .slice(start, start + count);
+      ok = frame(tid, unit, [
+        0x03,
+        2 * words.length,
+        ...words.flatMap((w) => [w >> 8, w & 0xff]),
+      ]);
+    }
     const send = (b: Buffer | string) => {
       if (!socket.destroyed) socket.write(b);
     };
     switch (mode) {
       case "healthy":
+        effect();
         return send(ok);
       case "hung":
         return;
       case "slow": {
         const t = setTimeout(() => {
           this.#timers.delete(t);
+          effect();
           send(ok);
         }, this.slowMs);
         this.#timers.add(t);

@@ -106,7 +106,7 @@ async function withRig(
     log: () => {},
   });
   const url = `mqtt://127.0.0.1:${mqttPort}`;
-  const sub = await Recorder.connect(url, "demo/telemetry");
+  const sub = await Recorder.connect(url, "demo/#");
   const outcomes = new Outcomes();
   const logs: string[] = [];
   let poller: Poller | null = null;
@@ -197,6 +197,163 @@ async function faultThenRecover(
   );
   assert.ok(again.tsMs - good.tsMs < INTERVAL_MS + 150);
 }
+
+Deno.test("each poll is one FC03 of registers 0..9 (the read plan of the built-in map)", async () => {
+  await withRig({}, async (r) => {
+    await r.outcomes.next(
+      "3 good polls",
+      () => r.outcomes.all.filter((o) => o.ok).length >= 3,
+    );
+    assert.ok(r.device.reads.length >= 3);
+    assert.deepEqual(new Set(r.device.functionCodes), new Set([3]));
+    for (const read of r.device.reads) {
+      assert.deepEqual(read, { start: 0, count: 10 });
+    }
+  });
+});
+
+Deno.test("logs one line per state change: silent while good, one per backoff step up to the cap, one on recovery; the next outage starts again at the base", async () => {
+  await withRig({}, async (r) => {
+    await r.outcomes.next(
+      "5 good polls",
+      () => r.outcomes.all.filter((o) => o.ok).length >= 5,
+    );
+    assert.deepEqual(
+      r.logs.filter((l) => l.startsWith("modbus:")),
+      ["modbus: connected to 127.0.0.1:" + r.port],
+      "good polls log nothing after the connect",
+    );
+    const logsBefore = r.logs.length;
+    const from = r.outcomes.all.length;
+    r.device.mode = "exception";
+    // Steps 100, 200, 400, 800 (the cap), then three more at the cap.
+    await r.outcomes.next(
+      "7 bad",
+      () => r.outcomes.all.slice(from).filter((o) => !o.ok).length >= 7,
+      from,
+    );
+    const delays = r.outcomes.all.slice(from).filter((o) => !o.ok)
+      .map((o) => (o.ok ? 0 : o.nextDelayMs));
+    assert.deepEqual(delays.slice(0, 7), [100, 200, 400, 800, 800, 800, 800]);
+    const failedLines = r.logs.slice(logsBefore).filter((l) =>
+      / failed \(/.test(l)
+    );
+    assert.deepEqual(
+      failedLines.map((l) => l.replace(/.*backing off /, "")),
+      ["100 ms", "200 ms", "400 ms", "800 ms (at the cap)"],
+      failedLines.join("\n"),
+    );
+    const mark = r.outcomes.all.length;
+    r.device.mode = "healthy";
+    await r.outcomes.next("recovery", (o) => o.ok, mark);
+    assert.equal(
+      r.logs.slice(logsBefore).filter((l) => /recovered/.test(l)).length,
+      1,
+    );
+    // Backoff was reset by the good read: a new outage starts at 100 ms.
+    const second = r.outcomes.all.length;
+    r.device.mode = "wrong-tid";
+    await r.outcomes.next(
+      "2 bad",
+      () => r.outcomes.all.slice(second).filter((o) => !o.ok).length >= 2,
+      second,
+    );
+    assert.deepEqual(
+      r.outcomes.all.slice(second).filter((o) => !o.ok).slice(0, 2)
+        .map((o) => (o.ok ? 0 : o.nextDelayMs)),
+      [100, 200],
+    );
+    r.device.mode = "healthy";
+  });
+});
+
+Deno.test("stopping the poller while a request is in flight publishes no bad quality and logs no failure", async () => {
+  await withRig({}, async (r) => {
+    await r.outcomes.next("first good poll", (o) => o.ok);
+    r.device.mode = "hung";
+    const inFlight = Promise.withResolvers<void>();
+    r.device.onRequest = () => inFlight.resolve();
+    await inFlight.promise;
+    const published = r.sub.messages.length;
+    await r.poller.stop();
+    const after = r.sub.messages.slice(published)
+      .filter((m) => m.topic === "demo/telemetry");
+    assert.deepEqual(after, [], "no telemetry from the interrupted poll");
+    assert.ok(!r.logs.some((l) => / failed \(/.test(l)), r.logs.join("\n"));
+    assert.ok(r.outcomes.all.every((o) => o.ok), "no failed outcome recorded");
+  });
+});
+
+/** Publish a setpoint command on the rig's broker and await its one answer. */
+async function setpointVia(r: Rig, id: string, value: number) {
+  await r.sub.client.publishAsync(
+    "demo/cmd/setpoint",
+    JSON.stringify({ id, value, ts: new Date().toISOString() }),
+    { qos: 1 },
+  );
+  return (await r.sub.waitFor(
+    `result ${id}`,
+    (m) => m.topic === "demo/cmd/setpoint/result" && m.json.id === id,
+    5000,
+  )).json;
+}
+
+Deno.test("setpoint behind a hung poll: answered as not written at the deadline, and never written afterwards", async () => {
+  // A long timeout: the hung poll holds the connection past the 1.8 s deadline.
+  await withRig({ env: { MODBUS_TIMEOUT_MS: "3000" } }, async (r) => {
+    await r.outcomes.next("first good poll", (o) => o.ok);
+    await r.sub.waitFor("poller connected", () => r.poller.publisher.connected);
+    r.device.mode = "hung";
+    const pollSent = Promise.withResolvers<void>();
+    r.device.onRequest = (_n, fc) => fc === 3 && pollSent.resolve();
+    await pollSent.promise;
+    const t0 = Date.now();
+    const res = await setpointVia(r, "behind-hung", 4321);
+    assert.ok(Date.now() - t0 < 2000, `answered in ${Date.now() - t0} ms`);
+    assert.equal(res.ok, false);
+    assert.equal(res.error, "timeout (not written)");
+    // Let the hung read time out and the device answer again: still no write.
+    r.device.mode = "healthy";
+    const mark = r.outcomes.all.length;
+    await r.outcomes.next("good poll after the hang", (o) => o.ok, mark);
+    assert.ok(!r.device.functionCodes.includes(6), "FC06 never sent");
+    assert.equal(r.device.setpoint, 2500);
+  });
+});
+
+Deno.test("setpoint to a slow device: a write sent but unconfirmed at the deadline says so", async () => {
+  await withRig({ env: { MODBUS_TIMEOUT_MS: "1500" } }, async (r) => {
+    await r.outcomes.next("first good poll", (o) => o.ok);
+    await r.sub.waitFor("poller connected", () => r.poller.publisher.connected);
+    r.device.slowMs = 1900;
+    r.device.script = (
+      n,
+    ) => (r.device.functionCodes[n - 1] === 6 ? "slow" : "healthy");
+    const res = await setpointVia(r, "slow-write", 4321);
+    assert.equal(res.ok, false);
+    assert.equal(
+      res.error,
+      "timeout (write sent, not confirmed: device state unknown)",
+    );
+    assert.ok(r.device.functionCodes.includes(6), "the write was sent");
+  });
+});
+
+Deno.test("two setpoint commands back to back: each written and read back in turn, both ok", async () => {
+  await withRig({}, async (r) => {
+    await r.outcomes.next("first good poll", (o) => o.ok);
+    await r.sub.waitFor("poller connected", () => r.poller.publisher.connected);
+    r.device.slowMs = 40;
+    r.device.mode = "slow";
+    const [a, b] = await Promise.all([
+      setpointVia(r, "first", 2000),
+      setpointVia(r, "second", 2600),
+    ]);
+    assert.deepEqual([a.ok, a.value, b.ok, b.value], [true, 2000, true, 2600]);
+    assert.equal(r.device.setpoint, 2600);
+    r.device.mode = "healthy";
+  });
+});
 
 const MATRIX: { name: string; mode: Mode; error: string }[] = [
   { name: "hung (accepts, never answers)", mode: "hung", error: "timeout" },
