@@ -43,9 +43,17 @@ export type Validated<T> =
   | { ok: true; cmd: T }
   | { ok: false; id: string | null; error: string };
 
+/** Decoded command object, with the JSON source text of its `value`. */
+interface Decoded {
+  ok: true;
+  obj: Record<string, unknown>;
+  /** How `value` was written in the JSON text (3500, 3500.0, 3.5e3 ...). */
+  valueSource: string | undefined;
+}
+
 function decode(
   payload: string | Uint8Array,
-): { ok: true; obj: Record<string, unknown> } | { ok: false; error: string } {
+): Decoded | { ok: false; error: string } {
   if (payload.length > MAX_PAYLOAD_BYTES) {
     return { ok: false, error: "payload too large" };
   }
@@ -53,16 +61,34 @@ function decode(
     ? payload
     : new TextDecoder().decode(payload);
   let v: unknown;
+  // JSON.parse turns 3500.0 and 3.5e3 into 3500 (and 5000.0000000000001 into
+  // 5000): the reviver's source text is the only way to refuse them.
+  const sources = new WeakMap<object, string>();
   try {
-    v = JSON.parse(text);
+    v = JSON.parse(
+      text,
+      function (this: object, key, value, ctx?: { source?: string }) {
+        if (key === "value" && ctx?.source !== undefined) {
+          sources.set(this, ctx.source);
+        }
+        return value;
+      },
+    );
   } catch {
     return { ok: false, error: "malformed JSON" };
   }
   if (typeof v !== "object" || v === null || Array.isArray(v)) {
     return { ok: false, error: "command must be a JSON object" };
   }
-  return { ok: true, obj: v as Record<string, unknown> };
+  return {
+    ok: true,
+    obj: v as Record<string, unknown>,
+    valueSource: sources.get(v),
+  };
 }
+
+/** A JSON integer literal: no fraction, no exponent. */
+const INTEGER_LITERAL = /^-?(0|[1-9]\d*)$/;
 
 function idOf(obj: Record<string, unknown>): string | null {
   return typeof obj.id === "string" && obj.id.length > 0 && obj.id.length <= 128
@@ -70,7 +96,25 @@ function idOf(obj: Record<string, unknown>): string | null {
     : null;
 }
 
-const ISO_RE = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?(Z|[+-]\d\d:\d\d)$/;
+const ISO_RE =
+  /^(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(\.\d{1,9})?(Z|[+-](\d\d):(\d\d))$/;
+
+/**
+ * Epoch ms of an ISO 8601 date-time with a real calendar date and time
+ * (Date.parse accepts 2026-02-30 and T24:00 and shifts them), or NaN.
+ */
+export function parseIsoTs(ts: string): number {
+  const m = ISO_RE.exec(ts);
+  if (!m) return NaN;
+  const [y, mo, d, h, mi, s] = m.slice(1, 7).map(Number);
+  const daysInMonth = new Date(Date.UTC(y, mo, 0)).getUTCDate();
+  if (mo < 1 || mo > 12 || d < 1 || d > daysInMonth) return NaN;
+  if (h > 23 || mi > 59 || s > 59) return NaN;
+  if (m[9] !== undefined && (Number(m[9]) > 23 || Number(m[10]) > 59)) {
+    return NaN;
+  }
+  return Date.parse(ts);
+}
 
 /** Validate a setpoint command received at `nowMs`. */
 export function validateSetpointCommand(
@@ -96,8 +140,17 @@ export function validateSetpointCommand(
       error: "value must be a JSON number, not " + typeName(o.value),
     };
   }
-  if (!Number.isInteger(o.value)) {
-    return { ok: false, id, error: "value must be an integer" };
+  if (
+    !Number.isInteger(o.value) ||
+    (d.valueSource !== undefined && !INTEGER_LITERAL.test(d.valueSource))
+  ) {
+    return {
+      ok: false,
+      id,
+      error: `value must be a JSON integer (no fraction or exponent), got ${
+        (d.valueSource ?? String(o.value)).slice(0, 32)
+      }`,
+    };
   }
   if (o.value < SETPOINT_MIN_W || o.value > SETPOINT_MAX_W) {
     return {
@@ -106,24 +159,35 @@ export function validateSetpointCommand(
       error: `value out of range ${SETPOINT_MIN_W}..${SETPOINT_MAX_W}`,
     };
   }
-  if (
-    typeof o.ts !== "string" || !ISO_RE.test(o.ts) ||
-    Number.isNaN(Date.parse(o.ts))
-  ) {
-    return { ok: false, id, error: "ts must be an ISO 8601 timestamp" };
+  const tsMs = typeof o.ts === "string" ? parseIsoTs(o.ts) : NaN;
+  if (Number.isNaN(tsMs)) {
+    return {
+      ok: false,
+      id,
+      error:
+        "ts must be an ISO 8601 date-time with a time zone (e.g. 2026-12-03T18:00:00.000Z)",
+    };
   }
-  const age = nowMs - Date.parse(o.ts);
+  const age = nowMs - tsMs;
   if (age > COMMAND_MAX_AGE_MS) {
     return {
       ok: false,
       id,
-      error: `command too old (${Math.round(age / 1000)} s > 10 s)`,
+      error: `command too old (${(age / 1000).toFixed(1)} s old, limit ${
+        COMMAND_MAX_AGE_MS / 1000
+      } s)`,
     };
   }
   if (age < -COMMAND_MAX_SKEW_MS) {
-    return { ok: false, id, error: "ts is in the future" };
+    return {
+      ok: false,
+      id,
+      error: `ts is ${
+        (-age / 1000).toFixed(1)
+      } s in the future (clock skew limit ${COMMAND_MAX_SKEW_MS / 1000} s)`,
+    };
   }
-  return { ok: true, cmd: { id, value: o.value, ts: o.ts } };
+  return { ok: true, cmd: { id, value: o.value, ts: o.ts as string } };
 }
 
 /** Validate an acknowledgement; `known` lists the alarm names that exist. */

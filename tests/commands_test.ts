@@ -50,6 +50,23 @@ Deno.test("setpoint values are never coerced or rounded", () => {
   assert.deepEqual(missing, { ok: false, id: "c-2", error: "value missing" });
 });
 
+Deno.test("setpoint values written with a fraction or an exponent are refused, though JSON.parse makes them integers", () => {
+  const raw = (v: string) =>
+    `{"id":"c-3","value":${v},"ts":${JSON.stringify(ts())}}`;
+  for (const v of ["3500.0", "3.5e3", "35E2", "5000.0000000000001", "0.0"]) {
+    const r = validateSetpointCommand(raw(v), NOW);
+    assert.equal(r.ok, false, v);
+    if (!r.ok) assert.match(r.error, /JSON integer.*got /, v);
+  }
+  assert.equal(validateSetpointCommand(raw("3500"), NOW).ok, true);
+  assert.equal(validateSetpointCommand(raw("0"), NOW).ok, true);
+  // A nested "value" elsewhere does not confuse the check.
+  const nested = `{"id":"c-4","meta":{"value":1.5},"value":4000,"ts":${
+    JSON.stringify(ts())
+  }}`;
+  assert.equal(validateSetpointCommand(nested, NOW).ok, true);
+});
+
 Deno.test("ids: non-empty string required", () => {
   for (const id of [undefined, "", 7, "x".repeat(129)]) {
     const r = validateSetpointCommand(cmd({ id }), NOW);
@@ -67,9 +84,11 @@ Deno.test("timestamps: present, ISO 8601, at most 10 s old, not in the future be
     return r.ok ? "ok" : r.error;
   };
   assert.equal(verdict(ts(-10_000)), "ok");
-  assert.match(verdict(ts(-10_001)), /too old/);
+  assert.match(verdict(ts(-10_001)), /too old \(10\.0 s old, limit 10 s\)/);
   assert.equal(verdict(ts(2_000)), "ok");
-  assert.match(verdict(ts(2_001)), /future/);
+  assert.match(verdict(ts(2_001)), /2\.0 s in the future/);
+  // Offsets are honoured: 19:00+01:00 is 18:00Z.
+  assert.equal(verdict("2026-12-03T19:00:00.000+01:00"), "ok");
   for (
     const bad of [
       undefined,
@@ -77,6 +96,12 @@ Deno.test("timestamps: present, ISO 8601, at most 10 s old, not in the future be
       "yesterday",
       "2026-12-03",
       "2026-13-03T18:00:00Z",
+      // Date.parse shifts these to real dates; a command must name a real one.
+      "2026-02-30T18:00:00Z",
+      "2026-12-03T24:00:00Z",
+      "2026-12-03T18:60:00Z",
+      "2026-12-03T18:00:00+25:00",
+      "2026-12-03T18:00:00",
     ]
   ) {
     assert.match(verdict(bad), /ISO 8601/, String(bad));
