@@ -30,10 +30,14 @@
  */
 import { ConfigError } from "./cli.ts";
 import { isTopicSafe } from "./contract.ts";
+import { REGISTER_MAPS, type RegisterMapName } from "./registers.ts";
 
-/** Register maps a device may name; "inverter" is the built-in map. */
-export const REGISTER_MAPS = ["inverter"] as const;
-export type RegisterMapName = typeof REGISTER_MAPS[number];
+export type { RegisterMapName };
+
+/** Register map names a device may use; "inverter" is the built-in map. */
+export const REGISTER_MAP_NAMES = Object.keys(
+  REGISTER_MAPS,
+) as RegisterMapName[];
 
 /** One validated device entry. */
 export interface DeviceSpec {
@@ -159,10 +163,10 @@ export function parseDevice(
       INTERVAL_MAX_MS,
     );
   const map = raw.map === undefined ? "inverter" : raw.map;
-  if (!(REGISTER_MAPS as readonly unknown[]).includes(map)) {
+  if (!(REGISTER_MAP_NAMES as readonly unknown[]).includes(map)) {
     fail(
       `${at}.map`,
-      `unknown register map (known: ${REGISTER_MAPS.join(", ")})`,
+      `unknown register map (known: ${REGISTER_MAP_NAMES.join(", ")})`,
       map,
     );
   }

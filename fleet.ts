@@ -171,6 +171,7 @@ export function startFleet(
       port: spec.port,
       unitId: spec.unitId,
       intervalMs: spec.intervalMs,
+      map: spec.map,
     };
     let inner: DevicePoller | null = null;
     const begin = () => {

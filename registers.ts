@@ -136,6 +136,19 @@ export const REGISTER_SPACE = 20;
 /** The block the poller reads each tick: registers 0..9 in one FC03. */
 export const POLL_BLOCK = { start: 0, count: 10 } as const;
 
+/**
+ * Register maps a device may name in a devices file. The poller reads each
+ * through a read plan (read_plan.ts) over all of the map's registers, which
+ * for the built-in inverter map is exactly POLL_BLOCK.
+ */
+export const REGISTER_MAPS = {
+  inverter: REGISTER_MAP,
+} as const satisfies Record<
+  string,
+  readonly RegisterDef[]
+>;
+export type RegisterMapName = keyof typeof REGISTER_MAPS;
+
 /** Largest quantity a read may ask for (Modbus spec, FC03/FC04). */
 export const MAX_READ_QUANTITY = 125;
 /** Largest quantity an FC16 write may carry (Modbus spec). */
@@ -213,16 +226,18 @@ export function fromRaw(def: RegisterDef, word: number): number {
 }
 
 /**
- * Scale the raw words of POLL_BLOCK (starting at address `start`) into
- * engineering values. Throws when a published register is missing.
+ * Scale raw words (`words[i]` is the register at address `start + i`; a
+ * sparse array is fine) into engineering values of `map`. Throws when a
+ * published register is missing.
  */
 export function scaleRegisters(
   words: readonly number[],
   start: number = POLL_BLOCK.start,
+  map: readonly RegisterDef[] = REGISTER_MAP,
 ): { deviceId: number; values: TelemetryValues } {
   const out: Record<string, number> = {};
   let deviceId = NaN;
-  for (const def of REGISTER_MAP) {
+  for (const def of map) {
     const i = def.address - start;
     if (def.field === null && def.name !== "device_id") continue;
     const word = words[i];
