@@ -15,6 +15,7 @@ import net from "node:net";
 import http from "node:http";
 import https from "node:https";
 import tls from "node:tls";
+import { createPrivateKey, X509Certificate } from "node:crypto";
 import type { Duplex } from "node:stream";
 import { Aedes } from "aedes";
 import { createWebSocketStream, type WebSocket, WebSocketServer } from "ws";
@@ -290,15 +291,51 @@ export function brokerOptionsFromConfig(
     username: cfg.mqttUsername || undefined,
     password,
     tls: cert
-      ? {
-        cert: read(cert, "BROKER_TLS_CERT_FILE"),
-        key: read(key, "BROKER_TLS_KEY_FILE"),
-      }
+      ? checkedTlsPair(
+        read(cert, "BROKER_TLS_CERT_FILE"),
+        read(key, "BROKER_TLS_KEY_FILE"),
+        cert,
+        key,
+      )
       : undefined,
     tcpTls,
     wsTls,
     log,
   };
+}
+
+/**
+ * The certificate and key, checked now: node:tls under Deno accepts junk
+ * here and every handshake then fails later as "unsupported protocol".
+ */
+function checkedTlsPair(
+  cert: string,
+  key: string,
+  certPath: string,
+  keyPath: string,
+): { cert: string; key: string } {
+  let x509: X509Certificate;
+  try {
+    x509 = new X509Certificate(cert);
+  } catch {
+    throw new ConfigError(
+      `BROKER_TLS_CERT_FILE ${certPath} is not a PEM certificate`,
+    );
+  }
+  let privateKey;
+  try {
+    privateKey = createPrivateKey(key);
+  } catch {
+    throw new ConfigError(
+      `BROKER_TLS_KEY_FILE ${keyPath} is not a PEM private key`,
+    );
+  }
+  if (!x509.checkPrivateKey(privateKey)) {
+    throw new ConfigError(
+      `BROKER_TLS_KEY_FILE ${keyPath} is not the private key of BROKER_TLS_CERT_FILE ${certPath}`,
+    );
+  }
+  return { cert, key };
 }
 
 if (import.meta.main) {

@@ -345,16 +345,54 @@ Deno.test("broker TLS configuration mismatches are one-line ConfigErrors", () =>
     { MQTT_USERNAME: "u", MQTT_PASSWORD_FILE: "/nonexistent/pw" },
     /^cannot read MQTT password file \/nonexistent\/pw: NotFound$/,
   );
-  // TLS on the WebSocket only (browser over wss://, local clients plain).
-  const wsOnly = brokerOptionsFromConfig(parseConfig(BROKER_SPEC, [], {
-    ...base,
-    MQTT_WS_URL: "wss://127.0.0.1:9443",
-    BROKER_TLS_CERT_FILE: "/dev/null",
-    BROKER_TLS_KEY_FILE: "/dev/null",
-  }));
-  assert.equal(wsOnly.tcpTls, false);
-  assert.equal(wsOnly.wsTls, true);
-  assert.equal(wsOnly.wsPort, 9443);
+  // A file that is not a certificate is caught now, not at every handshake.
+  fails(
+    {
+      MQTT_URL: "mqtts://127.0.0.1:8883",
+      BROKER_TLS_CERT_FILE: "/dev/null",
+      BROKER_TLS_KEY_FILE: "/dev/null",
+    },
+    /^BROKER_TLS_CERT_FILE \/dev\/null is not a PEM certificate$/,
+  );
+});
+
+Deno.test({
+  name:
+    "broker TLS: a key that is not a key, or not the certificate's, is a one-line ConfigError; TLS on the WebSocket only works",
+  ignore: noOpenssl,
+  async fn() {
+    await withCerts(async ({ dir }) => {
+      const cfg = (certFile: string, keyFile: string) =>
+        parseConfig(BROKER_SPEC, [], {
+          BROKER_HOST: "127.0.0.1",
+          MQTT_URL: "mqtt://127.0.0.1:1883",
+          MQTT_WS_URL: "wss://127.0.0.1:9443",
+          BROKER_TLS_CERT_FILE: `${dir}/${certFile}`,
+          BROKER_TLS_KEY_FILE: `${dir}/${keyFile}`,
+        });
+      const error = (c: string, k: string) => {
+        try {
+          brokerOptionsFromConfig(cfg(c, k));
+          return "accepted";
+        } catch (e) {
+          assert.ok(e instanceof ConfigError, String(e));
+          return e.message.replaceAll(dir, "DIR");
+        }
+      };
+      assert.equal(
+        error("server.crt", "server.crt"),
+        "BROKER_TLS_KEY_FILE DIR/server.crt is not a PEM private key",
+      );
+      assert.equal(
+        error("server.crt", "ca.key"),
+        "BROKER_TLS_KEY_FILE DIR/ca.key is not the private key of BROKER_TLS_CERT_FILE DIR/server.crt",
+      );
+      const wsOnly = brokerOptionsFromConfig(cfg("server.crt", "server.key"));
+      assert.equal(wsOnly.tcpTls, false);
+      assert.equal(wsOnly.wsTls, true);
+      assert.equal(wsOnly.wsPort, 9443);
+    });
+  },
 });
 
 Deno.test({
