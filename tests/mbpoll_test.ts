@@ -114,6 +114,11 @@ Deno.test({
       const ro = await mbpoll(port, ["-0", "-r", "5", "127.0.0.1", "1"]);
       assert.match(ro.err, /Illegal data address/);
 
+      // -t 0 reads coils (FC01), a function the device does not have.
+      const fc = await mbpoll(port, ["-t", "0", "-r", "1", "127.0.0.1"]);
+      assert.notEqual(fc.code, 0);
+      assert.match(fc.err, /Illegal function/);
+
       const unit = await mbpoll(port, ["-a", "5", "127.0.0.1"]);
       assert.notEqual(unit.code, 0);
       assert.match(unit.err, /Target device failed to respond/);
