@@ -16,7 +16,9 @@ import { listenModbusTcp, type ModbusTcpServer } from "../modbus_server.ts";
 import { parseAlarmEvent, parseTelemetry } from "../contract.ts";
 import { ADDR, REGISTER_SPACE } from "../registers.ts";
 import { Recorder } from "./_mqtt.ts";
-import { freePort } from "./_support.ts";
+import { readScaled } from "./_modbus.ts";
+import { startMosquitto } from "./_mosquitto.ts";
+import { freePort, MOSQUITTO, needs } from "./_support.ts";
 
 async function embeddedBroker() {
   const port = await freePort();
@@ -397,4 +399,166 @@ Deno.test("fleet: two pollers with disjoint devices side by side on one broker",
     await broker.close();
     await sim.close();
   }
+});
+
+Deno.test("fleet: a command to one device reaches only that device and is answered on its own result topic", async () => {
+  const sim = await startSimulator({
+    host: "127.0.0.1",
+    port: 0,
+    devices: 3,
+    noise: 0,
+    log: () => {},
+  });
+  const broker = await embeddedBroker();
+  const sub = await Recorder.connect(broker.url, "fleet/#");
+  let fleet: Fleet | null = null;
+  try {
+    fleet = startFleet(
+      cfgOf({ MQTT_URL: broker.url }),
+      sim.ports.map((p, i) => spec(`dev-${i}`, p, 200)),
+      { log: () => {}, pollerName: "cmd" },
+    );
+    for (const i of [0, 1, 2]) {
+      await sub.waitForCount(`dev-${i}`, `fleet/dev-${i}/telemetry`, 1);
+    }
+    await sub.client.publishAsync(
+      "fleet/dev-1/cmd/setpoint",
+      JSON.stringify({ id: "one", value: 1234, ts: new Date().toISOString() }),
+      { qos: 1 },
+    );
+    const res = await sub.waitFor(
+      "result",
+      (m) => m.topic.endsWith("/cmd/setpoint/result") && m.json.id === "one",
+    );
+    assert.equal(res.topic, "fleet/dev-1/cmd/setpoint/result");
+    assert.equal(res.json.ok, true, JSON.stringify(res.json));
+    // Read back by an independent client: only dev-1 holds the new value.
+    const setpoints = await Promise.all(
+      sim.ports.map(async (p) => (await readScaled(p)).values.setpoint_w),
+    );
+    assert.deepEqual(setpoints, [3000, 1234, 3000]);
+    assert.equal(
+      sub.messages.filter((m) => m.topic.endsWith("/cmd/setpoint/result"))
+        .length,
+      1,
+      "exactly one answer",
+    );
+  } finally {
+    await fleet?.stop();
+    await sub.close();
+    await broker.close();
+    await sim.close();
+  }
+});
+
+const noMosquitto = needs("mosquitto", MOSQUITTO);
+
+Deno.test({
+  name:
+    "scale-out: two poller processes, each with its own devices file, side by side on one Mosquitto",
+  ignore: noMosquitto,
+  fn: async () => {
+    const sim = await startSimulator({
+      host: "127.0.0.1",
+      port: 0,
+      devices: 4,
+      noise: 0,
+      log: () => {},
+    });
+    const mosq = await startMosquitto({ withWebSocket: false });
+    const url = `mqtt://127.0.0.1:${mosq.tcpPort}`;
+    const dir = await Deno.makeTempDir();
+    const sub = await Recorder.connect(url, "site/#");
+    const children: Deno.ChildProcess[] = [];
+    try {
+      for (
+        const [who, idx] of [["north", [0, 1]], ["south", [2, 3]]] as const
+      ) {
+        const file = `${dir}/${who}.json`;
+        await Deno.writeTextFile(
+          file,
+          JSON.stringify({
+            poller: who,
+            devices: idx.map((i) => ({
+              name: `inv-${i}`,
+              host: "127.0.0.1",
+              port: sim.ports[i],
+              interval_ms: 200,
+            })),
+          }),
+        );
+        children.push(
+          new Deno.Command(Deno.execPath(), {
+            args: [
+              "run",
+              "-P",
+              new URL("../poll.ts", import.meta.url).pathname,
+            ],
+            env: {
+              DEVICES_FILE: file,
+              MQTT_URL: url,
+              TOPIC_PREFIX: "site",
+              NO_COLOR: "1",
+            },
+            stdout: "null",
+            stderr: "null",
+            stdin: "null",
+          }).spawn(),
+        );
+      }
+      for (const i of [0, 1, 2, 3]) {
+        await sub.waitForCount(
+          `inv-${i} telemetry`,
+          `site/inv-${i}/telemetry`,
+          3,
+          (m) => m.json.quality === "good",
+        );
+      }
+      // Each device's status names the one poller that serves it.
+      for (
+        const [who, idx] of [["north", [0, 1]], ["south", [2, 3]]] as const
+      ) {
+        await sub.waitFor(
+          `${who} online`,
+          (m) =>
+            m.topic === `site/_pollers/${who}/status` &&
+            m.json.state === "online",
+        );
+        for (const i of idx) {
+          const st = await sub.waitFor(
+            `inv-${i} status`,
+            (m) =>
+              m.topic === `site/inv-${i}/status` && m.json.state === "online",
+          );
+          assert.equal(st.json.poller, who);
+        }
+      }
+      for (const c of children) c.kill("SIGTERM");
+      for (const c of children) assert.equal((await c.status).code, 0);
+      // One publisher per device: seq 1, 2, 3, ... once each, right device id.
+      for (const i of [0, 1, 2, 3]) {
+        const t = sub.on(`site/inv-${i}/telemetry`).map((m) => m.json);
+        assert.deepEqual(t.map((m) => m.seq), t.map((_, k) => k + 1));
+        assert.ok(t.every((m) => m.device_id === 1001 + i));
+      }
+      // A clean stop leaves every device and both pollers offline (retained).
+      for (const t of ["site/_pollers/north/status", "site/inv-3/status"]) {
+        await sub.waitFor(
+          `${t} offline`,
+          (m) => m.topic === t && m.json.state === "offline",
+        );
+      }
+    } finally {
+      for (const c of children) {
+        try {
+          c.kill("SIGKILL");
+        } catch { /* already gone */ }
+        await c.status;
+      }
+      await sub.close();
+      await mosq.stop();
+      await sim.close();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
 });
