@@ -3,8 +3,15 @@
  * no server). The HMI server records every telemetry and alarm message it
  * receives; pages load the recent past from it before going live.
  *
- * Retention: telemetry 7 days and alarm events 1 year by default, and a
- * row cap on each table so disk use stays bounded whatever the rate.
+ * Bounds, all against the server's clock (never a message's own `ts`):
+ * - retention: telemetry 7 days, alarm events 1 year;
+ * - a message dated more than `maxFutureMs` (5 min) ahead is refused, so one
+ *   message from a wrong clock cannot make everything else look expired;
+ * - disk: the database's used size stays under `maxBytes` (HISTORY_MAX_MB).
+ *   Past it the oldest telemetry of the device with the most rows goes first
+ *   (water-filling, see `fairEviction`), so a large fleet cannot push a small
+ *   device's history out; alarm events have their own row cap instead.
+ * Pruning runs at open, every 1000 writes and on an (unref'd) timer.
  *
  * @example
  * ```ts
@@ -23,16 +30,43 @@ export interface HistoryOptions {
   path: string;
   telemetryRetentionMs?: number;
   alarmRetentionMs?: number;
-  /** Hard caps on rows (oldest deleted first). */
-  maxTelemetryRows?: number;
+  /** Bound on the database's used size, bytes (telemetry evicted fairly past it). */
+  maxBytes?: number;
+  /** Hard cap on alarm rows (oldest deleted first). */
   maxAlarmRows?: number;
+  /** Messages dated further ahead of `now()` than this are refused, ms. */
+  maxFutureMs?: number;
+  /** Prune on a timer this often, ms (0: only at open and every 1000 writes). */
+  pruneEveryMs?: number;
+  /** The server clock. */
+  now?: () => number;
+  /** Where eviction at the size cap and timer failures are reported. */
+  log?: (l: string) => void;
+}
+
+/** Outcome of recording one message: refused ones say why. */
+export type RecordResult = { ok: true } | { ok: false; error: string };
+
+/** What one `prune()` removed. */
+export interface PruneReport {
+  telemetryExpired: number;
+  alarmsExpired: number;
+  /** Alarm rows over `maxAlarmRows`. */
+  alarmsCapped: number;
+  /** Telemetry rows evicted at the size cap, and of how many devices. */
+  evicted: number;
+  evictedDevices: number;
 }
 
 export const DEFAULT_TELEMETRY_RETENTION_MS = 7 * 24 * 3600_000;
 export const DEFAULT_ALARM_RETENTION_MS = 365 * 24 * 3600_000;
-/** 7 days at 1 Hz is 604,800 rows; the cap leaves headroom for a second source. */
-export const DEFAULT_MAX_TELEMETRY_ROWS = 1_500_000;
+/** HISTORY_MAX_MB's default: 7 days of one device at 1 Hz take ~165 MB. */
+export const DEFAULT_MAX_MB = 1024;
 export const DEFAULT_MAX_ALARM_ROWS = 100_000;
+export const DEFAULT_MAX_FUTURE_MS = 5 * 60_000;
+export const DEFAULT_PRUNE_EVERY_MS = 60_000;
+/** At the size cap, evict down to this fraction of it (not one row per write). */
+const EVICT_TO = 0.95;
 
 /** Largest window and page the API serves. */
 export const MAX_HISTORY_MINUTES = 7 * 24 * 60;
@@ -42,17 +76,24 @@ export const MAX_HISTORY_ROWS = 20_000;
 
 export class History {
   readonly #db: DatabaseSync;
-  readonly #o: Required<HistoryOptions>;
+  readonly #o: Required<Omit<HistoryOptions, "log">> & {
+    log?: (l: string) => void;
+  };
   #insertTelemetry;
   #insertAlarm;
   #writesSincePrune = 0;
+  #timer: ReturnType<typeof setInterval> | undefined;
+  #closed = false;
 
   constructor(o: HistoryOptions) {
     this.#o = {
       telemetryRetentionMs: DEFAULT_TELEMETRY_RETENTION_MS,
       alarmRetentionMs: DEFAULT_ALARM_RETENTION_MS,
-      maxTelemetryRows: DEFAULT_MAX_TELEMETRY_ROWS,
+      maxBytes: DEFAULT_MAX_MB * 1024 * 1024,
       maxAlarmRows: DEFAULT_MAX_ALARM_ROWS,
+      maxFutureMs: DEFAULT_MAX_FUTURE_MS,
+      pruneEveryMs: DEFAULT_PRUNE_EVERY_MS,
+      now: Date.now,
       ...o,
     };
     this.#db = new DatabaseSync(o.path);
@@ -91,22 +132,48 @@ export class History {
     this.#insertAlarm = this.#db.prepare(
       "INSERT INTO alarms (ts_ms, json, device) VALUES (?, ?, ?)",
     );
+    // Whatever expired while the server was down goes now, not 1000 writes later.
+    this.prune();
+    if (this.#o.pruneEveryMs > 0) {
+      const timer = this.#timer = setInterval(() => {
+        try {
+          this.#pruneAndReport();
+        } catch (e) {
+          this.#o.log?.(`history: pruning failed: ${(e as Error).message}`);
+        }
+      }, this.#o.pruneEveryMs);
+      // A quiet HMI still prunes, but the timer never keeps a process alive.
+      Deno.unrefTimer(timer);
+    }
   }
 
-  /** Record one message; `device` names a fleet device (null: the single device). */
-  recordTelemetry(t: Telemetry, device: string | null = null): void {
+  /**
+   * Record one message; `device` names a fleet device (null: the single
+   * device). Refused (not stored) when dated too far in the future.
+   */
+  recordTelemetry(t: Telemetry, device: string | null = null): RecordResult {
+    const tsMs = Date.parse(t.ts);
+    const future = this.#checkFuture(tsMs);
+    if (!future.ok) return future;
     this.#insertTelemetry.run(
-      Date.parse(t.ts),
+      tsMs,
       t.device_id,
       t.seq,
       JSON.stringify(t),
       device,
     );
-    this.#maybePrune(Date.parse(t.ts));
+    this.#maybePrune();
+    return future;
   }
 
-  recordAlarm(a: AlarmEvent, device: string | null = null): void {
-    this.#insertAlarm.run(Date.parse(a.ts), JSON.stringify(a), device);
+  /** Record one alarm event (see `recordTelemetry`). */
+  recordAlarm(a: AlarmEvent, device: string | null = null): RecordResult {
+    const tsMs = Date.parse(a.ts);
+    const future = this.#checkFuture(tsMs);
+    if (!future.ok) return future;
+    this.#insertAlarm.run(tsMs, JSON.stringify(a), device);
+    this.#maybePrune();
+    return future;
   }
 
   /**
@@ -119,14 +186,30 @@ export class History {
     maxRows = MAX_HISTORY_ROWS,
     device: string | null = null,
   ): Telemetry[] {
-    return this.#db
+    return this.telemetryWindow(sinceMs, maxRows, device).rows;
+  }
+
+  /**
+   * `telemetrySince` that also says whether older rows of the window were
+   * left out (`truncated`) because of `maxRows`.
+   */
+  telemetryWindow(
+    sinceMs: number,
+    maxRows = MAX_HISTORY_ROWS,
+    device: string | null = null,
+  ): { rows: Telemetry[]; truncated: boolean } {
+    const rows = this.#db
       .prepare(
-        `SELECT json FROM (SELECT json, ts_ms, seq FROM telemetry
-         WHERE device IS ? AND ts_ms >= ? ORDER BY ts_ms DESC, seq DESC LIMIT ?)
-         ORDER BY ts_ms, seq`,
+        `SELECT json FROM telemetry WHERE device IS ? AND ts_ms >= ?
+         ORDER BY ts_ms DESC, seq DESC LIMIT ?`,
       )
-      .all(device, sinceMs, maxRows)
-      .map((r) => JSON.parse(r.json as string));
+      .all(device, sinceMs, maxRows + 1);
+    const truncated = rows.length > maxRows;
+    if (truncated) rows.pop();
+    return {
+      rows: rows.reverse().map((r) => JSON.parse(r.json as string)),
+      truncated,
+    };
   }
 
   /** The newest `limit` alarm events (of `device`, null: the single device), newest first. */
@@ -147,35 +230,177 @@ export class History {
     };
   }
 
-  /** Apply retention and row caps as of `nowMs`. */
-  prune(nowMs: number): void {
+  /**
+   * Bytes of the database in use (pages minus free pages; deleted rows'
+   * pages are reused, so the file stays near the largest used size).
+   */
+  usedBytes(): number {
+    const n = (p: string) =>
+      Number(Object.values(this.#db.prepare(`PRAGMA ${p}`).get()!)[0]);
+    return (n("page_count") - n("freelist_count")) * n("page_size");
+  }
+
+  /** The size bound, bytes. */
+  get maxBytes(): number {
+    return this.#o.maxBytes;
+  }
+
+  /** Apply retention, the alarm row cap and the size cap as of `nowMs`. */
+  prune(nowMs: number = this.#o.now()): PruneReport {
     const o = this.#o;
-    this.#db.prepare("DELETE FROM telemetry WHERE ts_ms < ?").run(
-      nowMs - o.telemetryRetentionMs,
-    );
-    this.#db.prepare("DELETE FROM alarms WHERE ts_ms < ?").run(
-      nowMs - o.alarmRetentionMs,
-    );
-    this.#db.prepare(
-      `DELETE FROM telemetry WHERE rowid IN (SELECT rowid FROM telemetry ORDER BY ts_ms
-       LIMIT max(0, (SELECT count(*) FROM telemetry) - ?))`,
-    ).run(o.maxTelemetryRows);
-    this.#db.prepare(
-      `DELETE FROM alarms WHERE id IN (SELECT id FROM alarms ORDER BY ts_ms
-       LIMIT max(0, (SELECT count(*) FROM alarms) - ?))`,
-    ).run(o.maxAlarmRows);
+    const db = this.#db;
+    const changes = (r: { changes: number | bigint }) => Number(r.changes);
+    db.exec("BEGIN");
+    try {
+      const report: PruneReport = {
+        telemetryExpired: changes(
+          db.prepare("DELETE FROM telemetry WHERE ts_ms < ?").run(
+            nowMs - o.telemetryRetentionMs,
+          ),
+        ),
+        alarmsExpired: changes(
+          db.prepare("DELETE FROM alarms WHERE ts_ms < ?").run(
+            nowMs - o.alarmRetentionMs,
+          ),
+        ),
+        alarmsCapped: changes(
+          db.prepare(
+            `DELETE FROM alarms WHERE id IN (SELECT id FROM alarms ORDER BY ts_ms
+             LIMIT max(0, (SELECT count(*) FROM alarms) - ?))`,
+          ).run(o.maxAlarmRows),
+        ),
+        evicted: 0,
+        evictedDevices: 0,
+      };
+      this.#enforceSize(report);
+      db.exec("COMMIT");
+      return report;
+    } catch (e) {
+      db.exec("ROLLBACK");
+      throw e;
+    }
   }
 
   close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearInterval(this.#timer);
     this.#db.close();
   }
 
-  #maybePrune(nowMs: number): void {
+  #checkFuture(tsMs: number): RecordResult {
+    const ahead = tsMs - this.#o.now();
+    if (ahead <= this.#o.maxFutureMs) return { ok: true };
+    return {
+      ok: false,
+      error: `ts is ${
+        Math.round(ahead / 1000)
+      } s ahead of the server clock (at most ${
+        Math.round(this.#o.maxFutureMs / 1000)
+      } s)`,
+    };
+  }
+
+  /** Evict the oldest telemetry, largest devices first, until under the cap. */
+  #enforceSize(report: PruneReport): void {
+    const db = this.#db;
+    const target = this.#o.maxBytes * EVICT_TO;
+    const devices = new Set<string | null>();
+    // Deleting rows frees whole pages only as b-tree pages merge, so the
+    // estimate may fall short: measure again, a few passes at most.
+    for (let pass = 0; pass < 8; pass++) {
+      const used = this.usedBytes();
+      if (used <= (pass === 0 ? this.#o.maxBytes : target)) break;
+      const { telemetry, alarms } = this.counts();
+      if (telemetry === 0) break; // alarms alone: bounded by their row cap
+      const perRow = used / (telemetry + alarms);
+      const excess = Math.min(
+        telemetry,
+        Math.max(1, Math.ceil((used - target) / perRow)),
+      );
+      const counts = new Map<string | null, number>();
+      for (
+        const r of db.prepare(
+          "SELECT device, count(*) AS n FROM telemetry GROUP BY device",
+        ).all()
+      ) {
+        counts.set(r.device as string | null, Number(r.n));
+      }
+      const del = db.prepare(
+        `DELETE FROM telemetry WHERE rowid IN (SELECT rowid FROM telemetry
+         WHERE device IS ? ORDER BY ts_ms LIMIT ?)`,
+      );
+      for (const [device, n] of fairEviction(counts, excess)) {
+        report.evicted += Number(del.run(device, n).changes);
+        devices.add(device);
+      }
+    }
+    report.evictedDevices = devices.size;
+  }
+
+  #pruneAndReport(): void {
+    if (this.#closed) return;
+    const r = this.prune();
+    if (r.evicted > 0) {
+      this.#o.log?.(
+        `history: database at its ${
+          Math.round(this.#o.maxBytes / 1048576)
+        } MB cap (HISTORY_MAX_MB): evicted the oldest ${r.evicted} telemetry rows of ${r.evictedDevices} device(s) with the most rows`,
+      );
+    }
+  }
+
+  #maybePrune(): void {
     // Pruning every write would cost a count(*) per message; every 1000 is enough.
     if (++this.#writesSincePrune < 1000) return;
     this.#writesSincePrune = 0;
-    this.prune(nowMs);
+    this.#pruneAndReport();
   }
+}
+
+/**
+ * How many of its oldest rows each device gives up so that `excess` rows
+ * go: always from the devices with the most rows, bringing them down to a
+ * common level (water-filling). Devices below that level keep everything,
+ * so under the size cap every device ends with an equal share at least.
+ * Pure; `counts` maps device (null: the single device) to its row count.
+ */
+export function fairEviction<K>(
+  counts: Map<K, number>,
+  excess: number,
+): Map<K, number> {
+  const out = new Map<K, number>();
+  const total = [...counts.values()].reduce((a, b) => a + b, 0);
+  if (excess <= 0 || total === 0) return out;
+  if (excess >= total) {
+    for (const [k, n] of counts) if (n > 0) out.set(k, n);
+    return out;
+  }
+  const above = (level: number) => {
+    let s = 0;
+    for (const n of counts.values()) s += Math.max(0, n - level);
+    return s;
+  };
+  // The highest level that frees at least `excess` rows.
+  let lo = 0, hi = Math.max(...counts.values());
+  while (lo < hi) {
+    const mid = Math.ceil((lo + hi) / 2);
+    if (above(mid) >= excess) lo = mid;
+    else hi = mid - 1;
+  }
+  // Down to level+1 frees fewer than `excess`; the rest one row each from
+  // the largest devices at the level (largest first, then by order given).
+  let rest = excess - above(lo + 1);
+  const sorted = [...counts].sort((a, b) => b[1] - a[1]);
+  for (const [k, n] of sorted) {
+    let take = Math.max(0, n - (lo + 1));
+    if (n >= lo + 1 && rest > 0) {
+      take++;
+      rest--;
+    }
+    if (take > 0) out.set(k, take);
+  }
+  return out;
 }
 
 export function openHistory(o: HistoryOptions): History {

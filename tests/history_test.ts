@@ -5,12 +5,30 @@ import {
   buildBadTelemetry,
   buildTelemetry,
 } from "../contract.ts";
-import { History, parseLimit, parseMinutes, toCsv } from "../history.ts";
+import {
+  fairEviction,
+  History,
+  parseLimit,
+  parseMinutes,
+  toCsv,
+} from "../history.ts";
+import { waitFor } from "./_support.ts";
 
 const T = Date.UTC(2026, 11, 3, 18, 0, 0);
+const tel = (tsMs: number, seq: number, deviceId = 1001) =>
+  buildTelemetry({ tsMs, deviceId, seq, values });
+const alarm = (tsMs: number) =>
+  buildAlarmEvent({
+    tsMs,
+    deviceId: 1001,
+    alarm: "temp_high",
+    state: "raised",
+    value: 61,
+    message: "m",
+  });
 
 Deno.test("records telemetry and alarms and reads them back in order", () => {
-  const h = new History({ path: ":memory:" });
+  const h = new History({ path: ":memory:", now: () => T + 60_000 });
   try {
     for (let i = 0; i < 5; i++) {
       h.recordTelemetry(
@@ -54,13 +72,13 @@ Deno.test("records telemetry and alarms and reads them back in order", () => {
   }
 });
 
-Deno.test("retention and row caps bound the tables", () => {
+Deno.test("retention and the alarm row cap bound the tables", () => {
   const h = new History({
     path: ":memory:",
-    telemetryRetentionMs: 10_000,
+    telemetryRetentionMs: 4_000,
     alarmRetentionMs: 60_000,
-    maxTelemetryRows: 5,
     maxAlarmRows: 2,
+    now: () => T + 19_000,
   });
   try {
     for (let i = 0; i < 20; i++) {
@@ -122,7 +140,7 @@ Deno.test("CSV quotes what needs quoting and defuses formulas", () => {
 });
 
 Deno.test("a long window returns at most maxRows, the newest, oldest first", () => {
-  const h = new History({ path: ":memory:" });
+  const h = new History({ path: ":memory:", now: () => T + 60_000 });
   try {
     for (let i = 0; i < 50; i++) {
       h.recordTelemetry(
@@ -131,7 +149,169 @@ Deno.test("a long window returns at most maxRows, the newest, oldest first", () 
     }
     assert.deepEqual(h.telemetrySince(0, 3).map((t) => t.seq), [47, 48, 49]);
     assert.equal(h.telemetrySince(0).length, 50);
+    // The API says when older rows of the window were left out.
+    const w = h.telemetryWindow(0, 3);
+    assert.equal(w.truncated, true);
+    assert.deepEqual(w.rows.map((t) => t.seq), [47, 48, 49]);
+    assert.equal(h.telemetryWindow(0, 50).truncated, false);
+    assert.equal(h.telemetryWindow(T + 47_000, 3).truncated, false);
   } finally {
     h.close();
   }
+});
+
+Deno.test("a message dated in the future is refused and erases nothing (server clock prunes)", () => {
+  const h = new History({
+    path: ":memory:",
+    telemetryRetentionMs: 60_000,
+    now: () => T,
+  });
+  try {
+    for (let i = 0; i < 999; i++) {
+      assert.deepEqual(h.recordTelemetry(tel(T - 30_000 + i, i)), { ok: true });
+    }
+    h.recordAlarm(alarm(T - 1000));
+    // Within the allowed clock skew (5 min): recorded. As the 1000th write it
+    // prunes, against the server's clock, not its own ts (T + 4 min would
+    // have made every other row older than the 1-minute retention).
+    assert.equal(h.recordTelemetry(tel(T + 4 * 60_000, 999)).ok, true);
+    assert.deepEqual(h.counts(), { telemetry: 1000, alarms: 1 });
+    // Dated 2100: refused, with the reason, and not stored.
+    const r = h.recordTelemetry(tel(Date.UTC(2100, 0, 1), 1000));
+    assert.equal(r.ok, false);
+    if (!r.ok) {
+      assert.match(r.error, /s ahead of the server clock \(at most 300 s\)/);
+    }
+    const a = h.recordAlarm(alarm(T + 6 * 60_000));
+    assert.equal(a.ok, false);
+    h.prune();
+    assert.deepEqual(h.counts(), { telemetry: 1000, alarms: 1 });
+  } finally {
+    h.close();
+  }
+});
+
+Deno.test("alarm writes prune too: old alarm events expire without any telemetry", () => {
+  let now = T;
+  const h = new History({
+    path: ":memory:",
+    alarmRetentionMs: 60_000,
+    now: () => now,
+  });
+  try {
+    for (let i = 0; i < 10; i++) h.recordAlarm(alarm(T - i));
+    now = T + 120_000;
+    for (let i = 0; i < 990; i++) h.recordAlarm(alarm(now));
+    assert.equal(h.counts().alarms, 990, "the 10 expired events pruned");
+  } finally {
+    h.close();
+  }
+});
+
+Deno.test("pruning at open and on a timer, against the server clock", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "history-prune-" });
+  const path = `${dir}/h.db`;
+  try {
+    const a = new History({ path, now: () => T });
+    for (let i = 0; i < 5; i++) a.recordTelemetry(tel(T - i, i));
+    a.close();
+    // Reopened 8 days later: a week's retention has passed for all of them.
+    const b = new History({ path, now: () => T + 8 * 86_400_000 });
+    assert.equal(b.counts().telemetry, 0);
+    b.close();
+
+    let now = T;
+    const c = new History({ path, now: () => now, pruneEveryMs: 10 });
+    try {
+      for (let i = 0; i < 5; i++) c.recordTelemetry(tel(T - i, i));
+      assert.equal(c.counts().telemetry, 5);
+      now = T + 8 * 86_400_000; // no further writes: only the timer can prune
+      await waitFor("timer pruned", () => c.counts().telemetry === 0, 5000, 10);
+    } finally {
+      c.close();
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("size cap: the database stays under maxBytes, the device with the most rows pays", () => {
+  const maxBytes = 512 * 1024;
+  const logs: string[] = [];
+  const h = new History({
+    path: ":memory:",
+    maxBytes,
+    now: () => T,
+    log: (l) => logs.push(l),
+  });
+  try {
+    // The single device: 1500 rows (~400 KB); five fleet devices: 200 each.
+    for (let i = 0; i < 1500; i++) h.recordTelemetry(tel(T - 3_000_000 + i, i));
+    for (let d = 0; d < 5; d++) {
+      for (let i = 0; i < 200; i++) {
+        h.recordTelemetry(tel(T - 1000 + i, i, 2000 + d), `inv-${d}`);
+      }
+    }
+    const r = h.prune();
+    assert.ok(r.evicted > 0, "evicted at the cap");
+    assert.equal(r.evictedDevices, 1);
+    assert.ok(h.usedBytes() <= maxBytes, `${h.usedBytes()} > ${maxBytes}`);
+    for (let d = 0; d < 5; d++) {
+      assert.equal(h.telemetrySince(0, 10_000, `inv-${d}`).length, 200);
+    }
+    // The single device kept its newest rows, contiguous.
+    const single = h.telemetrySince(0, 10_000).map((t) => t.seq);
+    assert.ok(single.length < 1500 && single.length > 200, `${single.length}`);
+    assert.equal(single.at(-1), 1499);
+    assert.equal(single[0], 1500 - single.length);
+    // Nothing more to do below the cap.
+    assert.equal(h.prune().evicted, 0);
+  } finally {
+    h.close();
+  }
+});
+
+Deno.test("bytes per telemetry row (README's disk figures)", () => {
+  const h = new History({ path: ":memory:", now: () => T });
+  try {
+    const base = h.usedBytes();
+    const n = 5000;
+    for (let i = 0; i < n; i++) {
+      h.recordTelemetry(
+        buildTelemetry({
+          tsMs: T - n * 1000 + i * 1000,
+          deviceId: 1001,
+          seq: i,
+          values: { ...values, temp_c: 50 + (i % 100) / 10 },
+        }),
+      );
+    }
+    const perRow = (h.usedBytes() - base) / n;
+    console.log(`history: ${perRow.toFixed(0)} bytes per telemetry row`);
+    assert.ok(perRow > 200 && perRow < 350, `${perRow} bytes per row`);
+  } finally {
+    h.close();
+  }
+});
+
+Deno.test("fairEviction takes from the largest devices down to a common level", () => {
+  const m = (o: Record<string, number>) => new Map(Object.entries(o));
+  const plan = (o: Record<string, number>, k: number) =>
+    Object.fromEntries(fairEviction(m(o), k));
+  // One big device pays alone while it is above the others.
+  assert.deepEqual(plan({ a: 1000, b: 10, c: 10 }, 100), { a: 100 });
+  // Down to a common level across the largest ones.
+  assert.deepEqual(plan({ a: 100, b: 90, c: 10 }, 30), { a: 20, b: 10 });
+  // Exactly `excess` rows, remainder one each from the largest at the level.
+  const p = plan({ a: 50, b: 50, c: 50 }, 10);
+  assert.equal(Object.values(p).reduce((x, y) => x + y, 0), 10);
+  assert.deepEqual(Object.values(p).sort(), [3, 3, 4]);
+  // Everything, nothing, and the single device's null key.
+  assert.deepEqual(plan({ a: 5, b: 3 }, 100), { a: 5, b: 3 });
+  assert.deepEqual(plan({ a: 5 }, 0), {});
+  const withNull = fairEviction(
+    new Map<string | null, number>([[null, 9], ["x", 1]]),
+    4,
+  );
+  assert.deepEqual([...withNull], [[null, 4]]);
 });
