@@ -9,6 +9,13 @@
  * our outbox only when the broker has acknowledged it (PUBACK), so an outage
  * mid-flight cannot lose it (at-least-once).
  *
+ * With `bufferDir` the outbox is also durable (outbox_store.ts): a message
+ * is committed to `<dir>/outbox.db` before it is handed to MQTT and deleted
+ * after its PUBACK, so a restart (even kill -9) loses nothing; the next run
+ * replays the rows first, marked replayed, and continues each telemetry
+ * topic's `seq` (`lastSeq`). Writes are batched: a short timer (or the next
+ * pump) writes everything queued in one transaction.
+ *
  * @example
  * ```ts
  * const pub = new Publisher({ url: "mqtt://localhost:1883", statusTopic: "demo/status", ... });
@@ -19,13 +26,15 @@
  */
 import mqtt from "mqtt";
 import { buildStatus } from "./contract.ts";
+import { ConfigError } from "./cli.ts";
 import { redact, redactSecret } from "./mqtt_secrets.ts";
 import {
-  encodeMessage,
+  makeMessage,
   type MessageKind,
   Outbox,
   type OutMessage,
 } from "./outbox.ts";
+import { OutboxStore } from "./outbox_store.ts";
 import { backoffDelayMs, type BackoffParams } from "./schedule.ts";
 
 export interface PublisherOptions {
@@ -37,6 +46,15 @@ export interface PublisherOptions {
   statusTopic: string;
   /** Most telemetry messages held while disconnected. */
   maxBufferedTelemetry: number;
+  /**
+   * Most bytes (topic + payload, every kind) held; default 64 MiB. The
+   * oldest telemetry goes first; alarms and events are kept even beyond it.
+   */
+  maxBufferedBytes?: number;
+  /** Directory of the durable outbox (`outbox.db`); unset: memory only. */
+  bufferDir?: string;
+  /** How long queued store writes wait to share a transaction; default 5 ms. */
+  storeFlushMs?: number;
   reconnect: BackoffParams;
   log: (line: string) => void;
   now?: () => number;
@@ -47,6 +65,21 @@ export interface PublisherOptions {
 
 /** Messages handed to mqtt.js at once, awaiting PUBACK. */
 const WINDOW = 64;
+/** Default wait for more store writes to batch into one transaction. */
+const STORE_FLUSH_MS = 5;
+
+/**
+ * A retained status carrying an MQTT session number (a fleet device's
+ * online/offline) describes that one connection: replayed after a restart it
+ * would announce a dead session as current, so it is never made durable.
+ * (The poller's own birth and will are not queued at all.)
+ */
+export function isSessionBound(
+  body: Record<string, unknown>,
+  retain: boolean,
+): boolean {
+  return retain && typeof body.session === "number";
+}
 
 type Handler = (topic: string, payload: Uint8Array) => void;
 
@@ -62,6 +95,8 @@ export class Publisher {
   #stopping = false;
   #lastError = "";
   #subs = new Map<string, Handler>();
+  #store: OutboxStore | null = null;
+  #flushTimer: ReturnType<typeof setTimeout> | undefined;
   /** Increases on every connection; the will of an older one is stale. */
   session: number;
   connects = 0;
@@ -70,9 +105,70 @@ export class Publisher {
     this.#o = o;
     this.#now = o.now ?? Date.now;
     this.#random = o.random ?? Math.random;
-    this.outbox = new Outbox(o.maxBufferedTelemetry);
+    this.outbox = new Outbox({
+      maxTelemetry: o.maxBufferedTelemetry,
+      maxBytes: o.maxBufferedBytes,
+    });
     // Time-based start, so a restarted poller's sessions are newer too.
     this.session = this.#now();
+    if (o.bufferDir) this.#openStore(o.bufferDir);
+  }
+
+  /** The outbox options of a poller configuration. */
+  static bufferOptions(cfg: {
+    mqttBufferSize: number;
+    mqttBufferMaxMb: number;
+    mqttBufferDir: string;
+  }): Pick<
+    PublisherOptions,
+    "maxBufferedTelemetry" | "maxBufferedBytes" | "bufferDir"
+  > {
+    return {
+      maxBufferedTelemetry: cfg.mqttBufferSize,
+      maxBufferedBytes: cfg.mqttBufferMaxMb * 2 ** 20,
+      bufferDir: cfg.mqttBufferDir || undefined,
+    };
+  }
+
+  /** Open the durable outbox and queue what earlier runs left, first. */
+  #openStore(dir: string): void {
+    let store: OutboxStore;
+    let loaded: OutMessage[];
+    try {
+      store = OutboxStore.open(dir);
+      loaded = store.load().messages;
+    } catch (e) {
+      throw new ConfigError((e as Error).message);
+    }
+    this.#store = store;
+    for (const m of loaded) {
+      const dropped = this.outbox.push(m);
+      for (const d of dropped) store.delete(d);
+      if (dropped.length) this.#logDrops(dropped.length);
+    }
+    this.#flushStore();
+    if (loaded.length) {
+      this.#o.log(
+        `mqtt: ${loaded.length} unsent messages from an earlier run in ${store.path}` +
+          (this.outbox.dropped
+            ? ` (${this.outbox.dropped} oldest telemetry dropped to fit the bounds)`
+            : "") +
+          "; they go first, marked replayed",
+      );
+    }
+  }
+
+  /**
+   * The last telemetry `seq` sent on `topic` by an earlier run (durable
+   * outbox only; else 0), so numbering continues across restarts.
+   */
+  lastSeq(topic: string): number {
+    return this.#store?.lastSeq(topic) ?? 0;
+  }
+
+  /** Store counters (inserts, deletes, transactions), or null in memory mode. */
+  get storeStats(): OutboxStore["stats"] | null {
+    return this.#store?.stats ?? null;
   }
 
   get connected(): boolean {
@@ -115,21 +211,79 @@ export class Publisher {
     body: Record<string, unknown>,
     retain = false,
   ): void {
-    const dropped = this.outbox.push({
-      kind,
-      topic,
-      body,
+    const msg = makeMessage(kind, topic, body, {
       retain,
       replayed: !this.connected,
     });
-    if (
-      dropped && (this.outbox.dropped === 1 || this.outbox.dropped % 100 === 0)
-    ) {
+    const dropped = this.outbox.push(msg);
+    const store = this.#store;
+    if (store) {
+      if (!isSessionBound(body, retain)) store.add(msg);
+      for (const d of dropped) store.delete(d);
+      if (kind === "telemetry" && typeof body.seq === "number") {
+        store.noteSeq(topic, body.seq);
+      }
+    }
+    if (dropped.length) this.#logDrops(dropped.length);
+    // With a store, wait a moment so neighbouring messages share a commit.
+    if (store) this.#scheduleFlush();
+    else this.#pump();
+  }
+
+  /** Log the first drop and every 100th, never one line per message. */
+  #logDrops(n: number): void {
+    const after = this.outbox.dropped;
+    const before = after - n;
+    if (before > 0 && Math.floor(before / 100) === Math.floor(after / 100)) {
+      return;
+    }
+    const bound = this.outbox.lastDropReason === "bytes"
+      ? `${+(this.outbox.maxBytes / 2 ** 20).toFixed(3)} MB`
+      : `${this.outbox.maxTelemetry} telemetry messages`;
+    this.#o.log(
+      `mqtt: buffer full (${bound}); dropped ${after} oldest telemetry so far`,
+    );
+  }
+
+  #scheduleFlush(): void {
+    if (this.#flushTimer !== undefined) return;
+    this.#flushTimer = setTimeout(() => {
+      this.#flushTimer = undefined;
+      this.#flushStore();
+      this.#pump();
+    }, this.#o.storeFlushMs ?? STORE_FLUSH_MS);
+  }
+
+  /** Write queued store changes; on an I/O failure go on in memory only. */
+  #flushStore(): void {
+    const store = this.#store;
+    if (!store) return;
+    try {
+      store.flush();
+    } catch (e) {
+      this.#store = null;
       this.#o.log(
-        `mqtt: buffer full (${this.outbox.maxTelemetry} telemetry messages); dropped ${this.outbox.dropped} oldest so far`,
+        `mqtt: buffer store ${store.path} failed (${
+          String((e as Error)?.message ?? e).split("\n")[0]
+        }); buffering in memory only from now on`,
+      );
+      try {
+        store.close();
+      } catch { /* failing already */ }
+    }
+  }
+
+  #closeStore(): void {
+    clearTimeout(this.#flushTimer);
+    this.#flushTimer = undefined;
+    this.#flushStore();
+    try {
+      this.#store?.close();
+    } catch (e) {
+      this.#o.log(
+        `mqtt: closing ${this.#store?.path}: ${(e as Error).message}`,
       );
     }
-    this.#pump();
   }
 
   /** Publish a final offline status and disconnect. */
@@ -137,8 +291,7 @@ export class Publisher {
     this.#stopping = true;
     clearTimeout(this.#reconnectTimer);
     const c = this.#client;
-    if (!c) return;
-    if (c.connected) {
+    if (c?.connected) {
       const deadline = this.#now() + drainMs;
       while (this.outbox.length > 0 && c.connected && this.#now() < deadline) {
         await new Promise((r) => setTimeout(r, 10));
@@ -159,9 +312,14 @@ export class Publisher {
         clearTimeout(timer);
       }
     }
-    await c.endAsync(!c.connected);
+    await c?.endAsync(!c.connected);
+    const kept = this.#store?.path;
+    this.#closeStore();
     if (this.outbox.length > 0) {
-      this.#o.log(`mqtt: stopped with ${this.outbox.length} messages unsent`);
+      this.#o.log(
+        `mqtt: stopped with ${this.outbox.length} messages unsent` +
+          (kept ? ` (kept in ${kept} for the next run)` : ""),
+      );
     }
   }
 
@@ -236,6 +394,8 @@ export class Publisher {
       { qos: 1, retain: true },
     );
     for (const filter of this.#subs.keys()) c.subscribe(filter, { qos: 1 });
+    // Everything not acknowledged goes again, oldest first.
+    this.outbox.rewind();
     this.#pump();
   }
 
@@ -266,21 +426,42 @@ export class Publisher {
   #pump(): void {
     const c = this.#client;
     if (!c?.connected) return;
-    for (let i = 0; this.#inflight.size < WINDOW; i++) {
-      const m = this.outbox.peek(i);
+    // Nothing leaves the process before its row (and seq) is committed.
+    if (this.#store?.pendingInserts) this.#flushStore();
+    while (this.#inflight.size < WINDOW) {
+      const m = this.outbox.takeNext();
       if (!m) break;
-      if (this.#inflight.has(m)) continue;
       this.#inflight.add(m);
       c.publish(
         m.topic,
-        encodeMessage(m),
+        m.payload,
         { qos: 1, retain: m.retain },
         (err) => {
-          if (!this.#inflight.delete(m) && err) return;
-          if (!err) this.outbox.remove(m);
+          const mine = this.#inflight.delete(m);
+          if (err) {
+            // Usually a closed connection (#onClose forgot the window; the
+            // next connection sends it again). Any other failure leaves the
+            // message queued until the next connection too.
+            if (mine) this.#pump();
+            return;
+          }
+          if (this.outbox.remove(m) && this.#store) {
+            this.#store.delete(m);
+            if (this.outbox.length === 0) this.#compactStore();
+            else this.#scheduleFlush();
+          }
           this.#pump();
         },
       );
+    }
+  }
+
+  /** Drained: let the store give back space after a long outage. */
+  #compactStore(): void {
+    try {
+      if (!this.#store?.compactIfIdle()) this.#scheduleFlush();
+    } catch {
+      this.#flushStore();
     }
   }
 }
