@@ -109,6 +109,16 @@ for (
         );
         assert.equal(status.json.state, "online");
         assert.equal(typeof status.json.session, "number");
+        // Retained: a subscriber arriving later gets it at once.
+        const late = await Recorder.connect(broker.url, "demo/status");
+        const kept = await late.waitFor("retained online", () => true, 5000);
+        await late.close();
+        assert.deepEqual([kept.retain, kept.json.state], [true, "online"]);
+        await poller.stop();
+        const later = await Recorder.connect(broker.url, "demo/status");
+        const gone = await later.waitFor("retained offline", () => true, 5000);
+        await later.close();
+        assert.deepEqual([gone.retain, gone.json.state], [true, "offline"]);
       } finally {
         await poller?.stop();
         const offline = await sub.waitFor(
@@ -204,93 +214,106 @@ for (
   });
 }
 
-Deno.test({
-  name:
-    "simulator killed: bad quality with the reason and growing backoff; restarted: recovery and reset",
-  async fn() {
-    const modbusPort = await freePort();
-    let sim: Simulator | null = await startSimulator({
-      host: "127.0.0.1",
-      port: modbusPort,
-      noise: 0,
-      log: () => {},
-    });
-    const broker = await embeddedBroker();
-    const sub = await Recorder.connect(broker.url, "demo/telemetry");
-    const logs: string[] = [];
-    let poller: Poller | null = null;
-    try {
-      poller = await startPoller(
-        pollConfig({
-          MODBUS_PORT: String(modbusPort),
-          MQTT_URL: broker.url,
-          POLL_INTERVAL_MS: "100",
-          BACKOFF_BASE_MS: "100",
-          MODBUS_TIMEOUT_MS: "300",
-          MODBUS_RETRIES: "1",
-        }),
-        { log: (l) => logs.push(l), random: () => 0.5 },
-      );
-      await sub.waitForCount("good telemetry", "demo/telemetry", 2);
-      await sim.close();
-      sim = null;
-      const bad = await sub.waitForCount(
-        "bad telemetry",
-        "demo/telemetry",
-        4,
-        (m) => m.json.quality === "bad",
-      );
-      const badT = bad.map((m) => telemetryOf(m.json));
-      for (const t of badT) {
-        assert.equal(t.values, null);
-        assert.ok(
-          t.quality === "bad" &&
-            /connection (refused|reset|closed)|timeout/.test(t.error),
-          JSON.stringify(t),
-        );
-      }
-      assert.equal(badT[0].device_id, 1001, "device id of the last good read");
-      // Backoff doubles: 100, 200, 400 ms between bad messages (random 0.5 = no jitter).
-      const failed = poller.outcomes.filter((o) => !o.ok);
-      const delays = failed.slice(0, 3).map((o) => (o.ok ? 0 : o.nextDelayMs));
-      assert.deepEqual(delays, [100, 200, 400]);
-      const gaps = bad.slice(1, 4).map((m, i) =>
-        Date.parse(m.json.ts as string) - Date.parse(bad[i].json.ts as string)
-      );
-      assert.ok(gaps[1] > gaps[0] && gaps[2] > gaps[1], `gaps grow: ${gaps}`);
-      // One log line per change, not per poll.
-      assert.ok(logs.filter((l) => /failed/.test(l)).length <= failed.length);
-
-      const mark = sub.messages.length;
-      sim = await startSimulator({
+for (
+  const [name, makeBroker, ignore] of [
+    ["embedded aedes", embeddedBroker, false],
+    ["Mosquitto", mosquittoBroker, needs("mosquitto", MOSQUITTO)],
+  ] as const
+) {
+  Deno.test({
+    name:
+      `simulator killed (via ${name}): bad quality with the reason and growing backoff; restarted: recovery and reset`,
+    ignore,
+    async fn() {
+      const modbusPort = await freePort();
+      let sim: Simulator | null = await startSimulator({
         host: "127.0.0.1",
         port: modbusPort,
         noise: 0,
         log: () => {},
       });
-      const good = await sub.waitForCount(
-        "good after restart",
-        "demo/telemetry",
-        3,
-        (m) => m.json.quality === "good",
-        15_000,
-        mark,
-      );
-      assert.ok(logs.some((l) => /recovered/.test(l)), logs.join("\n"));
-      // Schedule reset to the normal interval.
-      const g = good.map((m) => Date.parse(m.json.ts as string));
-      assert.ok(
-        g[2] - g[1] < 200,
-        `normal interval after recovery: ${g[2] - g[1]} ms`,
-      );
-      // seq has no gaps across the outage.
-      const seqs = sub.on("demo/telemetry").map((m) => m.json.seq as number);
-      assert.deepEqual(seqs, seqs.map((_, i) => i + 1));
-    } finally {
-      await poller?.stop();
-      await sub.close();
-      await broker.stop();
-      await sim?.close();
-    }
-  },
-});
+      const broker = await makeBroker();
+      const sub = await Recorder.connect(broker.url, "demo/telemetry");
+      const logs: string[] = [];
+      let poller: Poller | null = null;
+      try {
+        poller = await startPoller(
+          pollConfig({
+            MODBUS_PORT: String(modbusPort),
+            MQTT_URL: broker.url,
+            POLL_INTERVAL_MS: "100",
+            BACKOFF_BASE_MS: "100",
+            MODBUS_TIMEOUT_MS: "300",
+            MODBUS_RETRIES: "1",
+          }),
+          { log: (l) => logs.push(l), random: () => 0.5 },
+        );
+        await sub.waitForCount("good telemetry", "demo/telemetry", 2);
+        await sim.close();
+        sim = null;
+        const bad = await sub.waitForCount(
+          "bad telemetry",
+          "demo/telemetry",
+          4,
+          (m) => m.json.quality === "bad",
+        );
+        const badT = bad.map((m) => telemetryOf(m.json));
+        for (const t of badT) {
+          assert.equal(t.values, null);
+          assert.ok(
+            t.quality === "bad" &&
+              /connection (refused|reset|closed)|timeout/.test(t.error),
+            JSON.stringify(t),
+          );
+        }
+        assert.equal(
+          badT[0].device_id,
+          1001,
+          "device id of the last good read",
+        );
+        // Backoff doubles: 100, 200, 400 ms between bad messages (random 0.5 = no jitter).
+        const failed = poller.outcomes.filter((o) => !o.ok);
+        const delays = failed.slice(0, 3).map((
+          o,
+        ) => (o.ok ? 0 : o.nextDelayMs));
+        assert.deepEqual(delays, [100, 200, 400]);
+        const gaps = bad.slice(1, 4).map((m, i) =>
+          Date.parse(m.json.ts as string) - Date.parse(bad[i].json.ts as string)
+        );
+        assert.ok(gaps[1] > gaps[0] && gaps[2] > gaps[1], `gaps grow: ${gaps}`);
+        // (One log line per state change is proven in faults_test.ts.)
+
+        const mark = sub.messages.length;
+        sim = await startSimulator({
+          host: "127.0.0.1",
+          port: modbusPort,
+          noise: 0,
+          log: () => {},
+        });
+        const good = await sub.waitForCount(
+          "good after restart",
+          "demo/telemetry",
+          3,
+          (m) => m.json.quality === "good",
+          15_000,
+          mark,
+        );
+        assert.ok(logs.some((l) => /recovered/.test(l)), logs.join("\n"));
+        // Schedule reset to the normal interval.
+        const g = good.map((m) => Date.parse(m.json.ts as string));
+        assert.ok(
+          g[2] - g[1] < 200,
+          `normal interval after recovery: ${g[2] - g[1]} ms`,
+        );
+        // seq has no gaps across the outage.
+        const seqs = sub.on("demo/telemetry").map((m) => m.json.seq as number);
+        assert.deepEqual(seqs, seqs.map((_, i) => i + 1));
+      } finally {
+        await poller?.stop();
+        await sub.close();
+        await broker.stop();
+        await sim?.close();
+      }
+    },
+  });
+}
