@@ -24,9 +24,13 @@ const faults: Mode[] = [
   "close",
   "short",
   "truncated",
+  "hung",
+  "slow",
 ];
 const port = await freePort();
 const device = await FaultyDevice.start(port);
+// Slower than the timeout: a timeout, then a late reply the link must skip.
+device.slowMs = 90;
 const mqttPort = await freePort();
 const broker = await startBroker({
   host: "127.0.0.1",

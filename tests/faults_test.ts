@@ -480,6 +480,112 @@ Deno.test(`fault: device killed mid-run -> "connection refused"; restarted -> re
   });
 });
 
+/** The simulator as its own process, so it can be stopped and killed for real. */
+async function simProcess(port: number): Promise<Deno.ChildProcess> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-P",
+      new URL("../sim.ts", import.meta.url).pathname,
+      "--modbus-host",
+      "127.0.0.1",
+      "--modbus-port",
+      String(port),
+    ],
+    env: { NO_COLOR: "1" },
+    stdout: "null",
+    stderr: "piped",
+    stdin: "null",
+  }).spawn();
+  // It logs "sim: listening on ..." once the port is bound.
+  const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
+  let seen = "";
+  while (!/sim: listening on/.test(seen)) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error(`simulator exited: ${seen}`);
+    seen += value;
+  }
+  // Keep draining its log so it never blocks on a full pipe.
+  (async () => {
+    while (!(await reader.read()).done) { /* discard */ }
+  })();
+  return child;
+}
+
+Deno.test("real process faults: simulator frozen with SIGSTOP -> timeout, SIGCONT -> recovery; SIGKILL -> refused, restarted -> recovery", async () => {
+  const port = await freePort();
+  let sim = await simProcess(port);
+  const mqttPort = await freePort();
+  const broker = await startBroker({
+    host: "127.0.0.1",
+    tcpPort: mqttPort,
+    log: () => {},
+  });
+  const outcomes = new Outcomes();
+  const guard = rejectionGuard();
+  let poller: Poller | null = null;
+  try {
+    poller = await startPoller(
+      parseConfig(POLL_OPTIONS, [], {
+        MODBUS_PORT: String(port),
+        MQTT_URL: `mqtt://127.0.0.1:${mqttPort}`,
+        POLL_INTERVAL_MS: "100",
+        BACKOFF_BASE_MS: "100",
+        MODBUS_TIMEOUT_MS: "200",
+        MODBUS_RETRIES: "1",
+        BACKOFF_MAX_MS: "400",
+      }),
+      { log: () => {}, random: () => 0.5, onOutcome: outcomes.push },
+    );
+    await outcomes.next("good", (o) => o.ok);
+
+    let mark = outcomes.all.length;
+    sim.kill("SIGSTOP");
+    const frozen = await outcomes.next("bad while frozen", (o) => !o.ok, mark);
+    assert.equal(!frozen.ok && frozen.error, "timeout");
+    mark = outcomes.all.length;
+    let cleared = Date.now();
+    sim.kill("SIGCONT");
+    let good = await outcomes.next("recovery after SIGCONT", (o) => o.ok, mark);
+    // One capped backoff step (400) + a poll in flight (2 x 200) + slack.
+    assert.ok(
+      good.tsMs - cleared < 400 + 400 + 400,
+      `${good.tsMs - cleared} ms`,
+    );
+
+    mark = outcomes.all.length;
+    sim.kill("SIGKILL");
+    await sim.status;
+    const dead = await outcomes.next("bad after SIGKILL", (o) => !o.ok, mark);
+    assert.match(
+      !dead.ok ? dead.error : "",
+      /^connection (reset|refused|closed)$/,
+    );
+    await outcomes.next(
+      "refused",
+      (o) => !o.ok && o.error === "connection refused",
+      mark,
+    );
+    mark = outcomes.all.length;
+    sim = await simProcess(port);
+    cleared = Date.now(); // listening again
+    good = await outcomes.next("recovery after restart", (o) => o.ok, mark);
+    assert.ok(
+      good.tsMs - cleared < 400 + 400 + 400,
+      `${good.tsMs - cleared} ms`,
+    );
+  } finally {
+    await poller?.stop();
+    await broker.close();
+    try {
+      sim.kill("SIGKILL");
+    } catch { /* gone */ }
+    await sim.status;
+  }
+  guard.check();
+  await assertPortFree(port);
+});
+
 Deno.test("link: a late reply to a timed-out request is skipped, not taken as the next answer", async () => {
   const guard = rejectionGuard();
   const port = await freePort();
@@ -539,8 +645,10 @@ Deno.test("100 fault cycles: open file descriptors and heap stay flat", async ()
     errors: string[];
     fds: number[];
     heap: number[];
+    delivered: boolean;
   };
   assert.equal(r.cycles, 100);
+  assert.ok(r.delivered, "every message reached the broker before the stop");
   const early = {
     fd: median(r.fds.slice(5, 25)),
     heap: median(r.heap.slice(5, 25)),
@@ -566,7 +674,7 @@ Deno.test("100 fault cycles: open file descriptors and heap stay flat", async ()
   for (const e of r.errors) {
     assert.match(
       e,
-      /^(connection (reset|closed)|bad response \(.+\)|modbus exception 4 \(server device failure\))$/,
+      /^(timeout|connection (reset|closed)|bad response \(.+\)|modbus exception 4 \(server device failure\))$/,
     );
   }
 });
