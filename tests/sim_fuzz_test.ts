@@ -19,7 +19,7 @@ import { DEVICE_ID, REGISTER_SPACE } from "../registers.ts";
 import { freePort } from "./_support.ts";
 
 const SEED = Number(Deno.env.get("FUZZ_SEED") ?? 20240611);
-const TOTAL_FRAMES = Number(Deno.env.get("FUZZ_FRAMES") ?? 20_000);
+const TOTAL_FRAMES = Number(Deno.env.get("FUZZ_FRAMES") ?? 50_000);
 const CONNECTIONS = 4;
 const UNIT = 1;
 
@@ -431,6 +431,7 @@ Deno.test({
       }
     }
 
+    let after: number[] = [];
     try {
       await Promise.all(
         Array.from({ length: CONNECTIONS }, (_, w) => worker(w)),
@@ -439,14 +440,16 @@ Deno.test({
       fuzzing = false;
       try {
         await poller;
+        // The good client still gets fresh, correct answers after all that.
+        after = (await good.readHoldingRegisters(0, 10)).data;
       } finally {
         good.destroy(() => {});
       }
     }
     const seconds = (performance.now() - t0) / 1000;
-    // The poller still gets fresh answers after all that.
-    await new Promise((res) => setTimeout(res, 20));
     await sim.close();
+    assert.equal(after[0], DEVICE_ID);
+    assert.equal(after.length, 10);
     console.log(
       `fuzz seed ${SEED}: ${stats.frames} frames, ${stats.answered} answered, ` +
         `${stats.drops} drops, ${stats.hangups} hang-ups, ${polls} good polls, ` +
