@@ -10,6 +10,11 @@ export interface MosquittoOptions {
   extraConfig?: string[];
   allowAnonymous?: boolean;
   withWebSocket?: boolean;
+  /**
+   * Keep sessions, their queued messages and retained messages across
+   * `down()`/`up()` (and `restart()`) in a temp directory; default false.
+   */
+  persistence?: boolean;
 }
 
 export interface Mosquitto {
@@ -34,6 +39,12 @@ export async function startMosquitto(
   const dir = await Deno.makeTempDir({ prefix: "mosq-" });
   const tcpPort = await freePort();
   const wsPort = opts.withWebSocket === false ? null : await freePort();
+  // Apart from `dir`: Mosquitto started as root drops to its own user,
+  // which must be able to reach and write this one.
+  const data = opts.persistence
+    ? await Deno.makeTempDir({ prefix: "mosq-data-" })
+    : null;
+  if (data) await Deno.chmod(data, 0o777);
   const conf = [
     "per_listener_settings false",
     `allow_anonymous ${opts.allowAnonymous === false ? "false" : "true"}`,
@@ -43,7 +54,9 @@ export async function startMosquitto(
     "log_type notice",
     "log_type information",
     "connection_messages true",
-    "persistence false",
+    ...(data
+      ? ["persistence true", `persistence_location ${data}/`]
+      : ["persistence false"]),
     // Mosquitto's default of 1000 queued messages per offline client would
     // silently cap what a persistent subscriber can catch up on.
     "max_queued_messages 100000",
@@ -93,6 +106,7 @@ export async function startMosquitto(
     async stop() {
       await kill();
       await Deno.remove(dir, { recursive: true }).catch(() => {});
+      if (data) await Deno.remove(data, { recursive: true }).catch(() => {});
     },
     async restart() {
       await kill();

@@ -1,12 +1,17 @@
 /**
  * Nothing lost when the broker goes away: the real poller keeps polling and
- * evaluating alarms while the broker (embedded aedes, and a real Mosquitto)
- * is stopped for a few seconds, then replays everything in order, marked
- * `"replayed": true`, before live data. Also the outbox bound, birth on
- * every (re)connect, and the last will of a poller that dies without
- * DISCONNECT.
+ * evaluating alarms while it cannot reach the broker, then replays
+ * everything in order, marked `"replayed": true`, before live data. The
+ * consumer is a persistent session (clean: false, fixed client id, QoS 1)
+ * that stays offline through the outage and the replay, so everything it
+ * gets comes from its session queue at the broker: Mosquitto restarted
+ * with persistence on, and the embedded aedes (whose sessions live in
+ * memory and die with it) kept up while the poller's own path to it is
+ * cut. Also the outbox bound, and the last will of a poller that dies
+ * without DISCONNECT.
  */
 import assert from "node:assert/strict";
+import mqtt from "mqtt";
 import { startBroker } from "../broker.ts";
 import { type Poller, startPoller } from "../poll.ts";
 import { Publisher } from "../publisher.ts";
@@ -14,144 +19,215 @@ import { parseConfig } from "../cli.ts";
 import { POLL_OPTIONS } from "../settings.ts";
 import { foldStatus } from "../hmi_model.ts";
 import type { Status } from "../contract.ts";
-import { Recorder } from "./_mqtt.ts";
+import { type Received, Recorder } from "./_mqtt.ts";
 import { startMosquitto } from "./_mosquitto.ts";
 import { FaultyDevice } from "./_faulty_device.ts";
+import { TcpProxy } from "./_tcp_proxy.ts";
 import {
   collectLines,
   freePort,
   LineLog,
   MOSQUITTO,
   needs,
+  waitFor,
 } from "./_support.ts";
 
-/** A broker that can be stopped and started again on the same port. */
-interface RestartableBroker {
-  url: string;
-  stop(): Promise<void>;
-  start(): Promise<void>;
+/** Where the poller and the subscriber connect, and the outage to make. */
+interface Outage {
+  /** The poller's broker URL. */
+  pollerUrl: string;
+  /** The subscriber's broker URL. */
+  subUrl: string;
+  /** Take the broker away from the poller... */
+  begin(): Promise<void>;
+  /** ...and give it back. */
+  end(): Promise<void>;
   close(): Promise<void>;
 }
 
-async function embedded(): Promise<RestartableBroker> {
-  const port = await freePort();
-  let b: Awaited<ReturnType<typeof startBroker>> | null = null;
-  const start = async () => {
-    b = await startBroker({ host: "127.0.0.1", tcpPort: port, log: () => {} });
+/** Mosquitto stopped and started again; its persistence keeps sessions. */
+async function mosquittoRestart(): Promise<Outage> {
+  const m = await startMosquitto({ withWebSocket: false, persistence: true });
+  const url = `mqtt://127.0.0.1:${m.tcpPort}`;
+  return {
+    pollerUrl: url,
+    subUrl: url,
+    begin: () => m.down(),
+    end: () => m.up(),
+    close: () => m.stop(),
   };
-  const stop = async () => {
-    await b?.close();
-    b = null;
-  };
-  await start();
-  return { url: `mqtt://127.0.0.1:${port}`, start, stop, close: stop };
 }
 
-/** Mosquitto with persistence, so sessions and retained survive a restart. */
-async function mosquitto(): Promise<RestartableBroker> {
-  const data = await Deno.makeTempDir({ prefix: "mosq-data-" });
-  // Mosquitto started as root drops to its own user, which must write here.
-  await Deno.chmod(data, 0o777);
-  const m = await startMosquitto({
-    withWebSocket: false,
-    extraConfig: ["persistence true", `persistence_location ${data}/`],
+/** aedes stays up (its sessions are in memory); the poller's path is cut. */
+async function aedesPathCut(): Promise<Outage> {
+  const port = await freePort();
+  const b = await startBroker({
+    host: "127.0.0.1",
+    tcpPort: port,
+    log: () => {},
   });
+  const proxy = await TcpProxy.start(port);
   return {
-    url: `mqtt://127.0.0.1:${m.tcpPort}`,
-    stop: () => m.down(),
-    start: () => m.up(),
+    pollerUrl: `mqtt://127.0.0.1:${proxy.port}`,
+    subUrl: `mqtt://127.0.0.1:${port}`,
+    begin: () => proxy.cut(),
+    end: () => proxy.resume(),
     async close() {
-      await m.stop();
-      await Deno.remove(data, { recursive: true }).catch(() => {});
+      await proxy.close();
+      await b.close();
     },
   };
 }
 
-const BROKERS = [
-  ["embedded aedes", embedded, false],
-  ["Mosquitto", mosquitto, needs("mosquitto", MOSQUITTO)],
-] as const;
+/**
+ * A consumer with a persistent session. It subscribes only when the broker
+ * has no session for it, so whatever it gets after a reconnect came through
+ * the session the broker kept.
+ */
+class SessionSubscriber {
+  readonly messages: Received[] = [];
+  readonly sessionPresent: boolean[] = [];
+  readonly clientId = `outage-sub-${crypto.randomUUID().slice(0, 8)}`;
+  #client: mqtt.MqttClient | null = null;
 
-interface Msg {
-  topic: string;
-  json: Record<string, unknown>;
+  constructor(readonly url: string) {}
+
+  async connect(): Promise<void> {
+    const c = mqtt.connect(this.url, {
+      clientId: this.clientId,
+      clean: false,
+      reconnectPeriod: 0,
+      connectTimeout: 5000,
+    });
+    // Before CONNACK: queued messages may follow it in the same packet.
+    c.on("message", (topic, payload, packet) => {
+      this.messages.push({
+        topic,
+        json: JSON.parse(payload.toString()),
+        retain: packet.retain,
+        atMs: Date.now(),
+      });
+    });
+    const ack = await new Promise<mqtt.IConnackPacket>((resolve, reject) => {
+      c.once("connect", resolve);
+      c.once("error", reject);
+    });
+    this.#client = c;
+    this.sessionPresent.push(ack.sessionPresent);
+    if (!ack.sessionPresent) await c.subscribeAsync("demo/#", { qos: 1 });
+  }
+
+  async disconnect(): Promise<void> {
+    await this.#client?.endAsync();
+    this.#client = null;
+  }
+
+  on(topic: string): Received[] {
+    return this.messages.filter((m) => m.topic === topic);
+  }
 }
 
-for (const [name, makeBroker, ignore] of BROKERS) {
+const OUTAGES = [
+  [
+    "Mosquitto restarted with persistence",
+    mosquittoRestart,
+    needs("mosquitto", MOSQUITTO),
+  ],
+  ["embedded aedes kept up, the poller's path cut", aedesPathCut, false],
+] as const;
+
+for (const [name, makeOutage, ignore] of OUTAGES) {
   Deno.test({
     name:
-      `outage via ${name}: every seq arrives, buffered ones replayed in order before live data, alarms too, birth on reconnect`,
+      `outage (${name}): a persistent-session subscriber offline through the outage and the replay gets every seq from its session queue, buffered ones replayed in order before live data, alarms too`,
     ignore,
     async fn() {
       const port = await freePort();
       const device = await FaultyDevice.start(port);
-      const broker = await makeBroker();
-      // A consumer with a persistent session (clean: false, fixed id, QoS 1).
-      const sub = await Recorder.connect(broker.url, "demo/#", {
-        clean: false,
-        clientId: `outage-sub-${crypto.randomUUID().slice(0, 8)}`,
-        reconnectPeriod: 100,
-      });
-      const subConnects: boolean[] = [];
-      sub.client.on("connect", (ack) => subConnects.push(ack.sessionPresent));
+      const outage = await makeOutage();
+      const sub = new SessionSubscriber(outage.subUrl);
       const log = new LineLog();
+      let polls = 0;
       let poller: Poller | null = null;
       try {
+        await sub.connect();
         poller = await startPoller(
           parseConfig(POLL_OPTIONS, [], {
             MODBUS_PORT: String(port),
-            MQTT_URL: broker.url,
+            MQTT_URL: outage.pollerUrl,
             POLL_INTERVAL_MS: "100",
             BACKOFF_BASE_MS: "100",
             ALARM_RAISE_DELAY_MS: "300",
           }),
-          { log: (l) => log.push(l), random: () => 0.5 },
+          {
+            log: (l) => log.push(l),
+            random: () => 0.5,
+            onOutcome: () => polls++,
+          },
         );
-        const birth1 = await sub.waitFor(
-          "birth",
-          (m) => m.topic === "demo/status" && m.json.state === "online",
+        await waitFor(
+          "live telemetry",
+          () => sub.on("demo/telemetry").length >= 5,
         );
-        await sub.waitForCount("live telemetry", "demo/telemetry", 5);
+        const birth1 = sub.on("demo/status").find((m) =>
+          m.json.state === "online"
+        );
+        assert.ok(birth1, "birth seen");
+        // The consumer goes away first and stays away until the end.
+        await sub.disconnect();
+        const offlineAfter = sub.messages.length;
 
-        await broker.stop();
-        const outageAt = Date.now();
+        await outage.begin();
         await log.waitFor(/mqtt: disconnected; buffering/);
         // The alarm condition arises while the broker is away.
         device.tempRaw = 700;
         await log.waitFor(/alarm: .*temp_high raised/);
-        // Restart right after a failed reconnect: the poller's next try is
-        // a full backoff step away, so our subscriber is back first.
         await log.waitFor(/mqtt: reconnect failed; next try in \d+ ms/);
         const buffered = poller.publisher.outbox.length;
         assert.ok(buffered >= 10, `buffered ${buffered} during the outage`);
-        await broker.start();
-        const mark = sub.messages.length;
-        const birth2 = await sub.waitFor(
-          "birth after reconnect",
-          (m) => m.topic === "demo/status" && m.json.state === "online",
+        await outage.end();
+        // The replay goes to the broker, then a few live polls.
+        const pub = poller.publisher;
+        await waitFor("reconnected", () => pub.connects >= 2, 15_000);
+        const polledAtReconnect = polls;
+        await waitFor(
+          "replay delivered and live data after it",
+          () => pub.outbox.length === 0 && polls >= polledAtReconnect + 5,
           15_000,
-          mark,
         );
-        const outageMs = birth2.atMs - outageAt;
-        assert.ok(
-          (birth2.json.session as number) > (birth1.json.session as number),
-          "a new session on every reconnect",
+        assert.equal(sub.messages.length, offlineAfter, "offline throughout");
+        // One telemetry message per poll: the latest seq produced so far.
+        const produced = polls;
+        const seqBeforeOffline = Math.max(
+          ...sub.on("demo/telemetry").map((m) => m.json.seq as number),
         );
-        // Live data after the replay.
-        // Live data after the replay.
-        const replayedSeqs = () =>
-          sub.on("demo/telemetry").filter((r) => r.json.replayed === true)
-            .map((r) => r.json.seq as number);
-        await sub.waitFor(
-          "live telemetry after the replay",
-          (m) =>
-            m.topic === "demo/telemetry" && m.json.replayed === undefined &&
-            replayedSeqs().length > 0 &&
-            (m.json.seq as number) > Math.max(...replayedSeqs()) + 3,
+
+        // Back: the broker kept the session and queued everything for it.
+        await sub.connect();
+        assert.deepEqual(sub.sessionPresent, [false, true]);
+        await waitFor(
+          "every seq up to the latest, then live data",
+          () => {
+            const got = new Set(
+              sub.on("demo/telemetry").map((m) => m.json.seq),
+            );
+            for (let s = 1; s <= produced + 3; s++) {
+              if (!got.has(s)) return false;
+            }
+            return true;
+          },
           15_000,
-          mark,
         );
-        const tel: Msg[] = sub.on("demo/telemetry");
+        // What was produced while it was away came from its session queue.
+        const fromQueue = new Set(
+          sub.messages.slice(offlineAfter).filter((m) =>
+            m.topic === "demo/telemetry"
+          ).map((m) => m.json.seq as number),
+        );
+        for (let s = seqBeforeOffline + 1; s <= produced; s++) {
+          assert.ok(fromQueue.has(s), `seq ${s} from the session queue`);
+        }
+        const tel = sub.on("demo/telemetry");
         const seqs = tel.map((m) => m.json.seq as number);
         const maxSeq = Math.max(...seqs);
         // Every seq at least once, first occurrences in order.
@@ -173,6 +249,7 @@ for (const [name, makeBroker, ignore] of BROKERS) {
         const lastReplayedIdx = tel.findLastIndex((m) =>
           m.json.replayed === true
         );
+        assert.ok(firstLaterLive > 0, "live data after the replay");
         assert.ok(lastReplayedIdx < firstLaterLive, "replay before live data");
         const firstRep = new Set<number>();
         const rFirst = rSeqs.filter((s) => !firstRep.has(s) && firstRep.add(s));
@@ -182,21 +259,29 @@ for (const [name, makeBroker, ignore] of BROKERS) {
         assert.equal(alarms.length >= 1, true, "alarm delivered");
         assert.equal(alarms[0].json.state, "raised");
         assert.equal(alarms[0].json.replayed, true);
-        assert.equal(poller.publisher.outbox.dropped, 0);
-        console.log(
-          `${name}: outage ${outageMs} ms, ${buffered} buffered after 1 s, ${rSeqs.length} replayed telemetry (${
-            new Set(rSeqs).size
-          } distinct), seq 1..${maxSeq} all received (${
-            seqs.length - maxSeq
-          } duplicates), subscriber session resumed: ${subConnects.at(-1)}`,
+        // The poller's birth after reconnecting was queued too, newer session.
+        const birth2 = sub.messages.slice(offlineAfter).find((m) =>
+          m.topic === "demo/status" && m.json.state === "online"
         );
-        if (name === "Mosquitto") {
-          assert.equal(subConnects.at(-1), true, "persistent session kept");
-        }
+        assert.ok(birth2, "birth after reconnect");
+        assert.ok(
+          (birth2.json.session as number) > (birth1.json.session as number),
+          "a new session on every reconnect",
+        );
+        assert.equal(pub.outbox.dropped, 0);
+        console.log(
+          `${name}: ${buffered} buffered, ${rSeqs.length} replayed telemetry (${
+            new Set(rSeqs).size
+          } distinct), seq 1..${maxSeq} all received, ${
+            seqBeforeOffline + 1
+          }..${produced} from the session queue (${
+            seqs.length - maxSeq
+          } duplicates); sessionPresent ${sub.sessionPresent.join("/")}`,
+        );
       } finally {
         await poller?.stop();
-        await sub.close();
-        await broker.close();
+        await sub.disconnect();
+        await outage.close();
         await device.close();
       }
     },
