@@ -2,7 +2,7 @@
  * The devices file of a fleet poller (`DEVICES_FILE`): parsed and validated
  * here, as pure functions (no I/O), so errors are testable and identical
  * everywhere. Every error is one line naming the bad entry and field, e.g.
- * `devices[3].port: expected an integer in 1..65535, got 70000`.
+ * `devices[3] ("inv-4").port: expected an integer in 1..65535, got 70000`.
  *
  * Shape:
  * ```json
@@ -146,18 +146,20 @@ export function parseDevice(
   if (RESERVED_NAMES.has(name)) {
     fail(`${at}.name`, "reserved topic level, choose another name", name);
   }
+  // From here on the error names the device too, so it can be found by name.
+  const dev = `${at} ("${name}")`;
   const host = raw.host;
   if (typeof host !== "string" || !/^[A-Za-z0-9.:_-]{1,253}$/.test(host)) {
-    fail(`${at}.host`, "expected a host name or IP address", host);
+    fail(`${dev}.host`, "expected a host name or IP address", host);
   }
-  const port = intIn(`${at}.port`, raw.port, 1, 65535);
+  const port = intIn(`${dev}.port`, raw.port, 1, 65535);
   const unitId = raw.unit_id === undefined
     ? defaults.unitId
-    : intIn(`${at}.unit_id`, raw.unit_id, 0, 255);
+    : intIn(`${dev}.unit_id`, raw.unit_id, 0, 255);
   const intervalMs = raw.interval_ms === undefined
     ? defaults.intervalMs
     : intIn(
-      `${at}.interval_ms`,
+      `${dev}.interval_ms`,
       raw.interval_ms,
       INTERVAL_MIN_MS,
       INTERVAL_MAX_MS,
@@ -165,7 +167,7 @@ export function parseDevice(
   const map = raw.map === undefined ? "inverter" : raw.map;
   if (!(REGISTER_MAP_NAMES as readonly unknown[]).includes(map)) {
     fail(
-      `${at}.map`,
+      `${dev}.map`,
       `unknown register map (known: ${REGISTER_MAP_NAMES.join(", ")})`,
       map,
     );

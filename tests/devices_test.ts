@@ -110,62 +110,65 @@ Deno.test("devices: every kind of bad entry names the entry and field", () => {
     ],
     [
       { ...good, host: undefined },
-      "devices[3].host: expected a host name or IP address",
+      'devices[3] ("inv-1").host: expected a host name or IP address',
     ],
     [
       { ...good, host: "" },
-      "devices[3].host: expected a host name or IP address",
+      'devices[3] ("inv-1").host: expected a host name or IP address',
     ],
     [
       { ...good, host: "evil host;rm" },
-      "devices[3].host: expected a host name",
+      'devices[3] ("inv-1").host: expected a host name',
     ],
-    [{ ...good, host: 127001 }, "devices[3].host: expected a host name"],
+    [
+      { ...good, host: 127001 },
+      'devices[3] ("inv-1").host: expected a host name',
+    ],
     [
       { ...good, port: undefined },
-      "devices[3].port: expected an integer in 1..65535",
+      'devices[3] ("inv-1").port: expected an integer in 1..65535',
     ],
     [
       { ...good, port: 0 },
-      "devices[3].port: expected an integer in 1..65535, got 0",
+      'devices[3] ("inv-1").port: expected an integer in 1..65535, got 0',
     ],
     [
       { ...good, port: 70000 },
-      "devices[3].port: expected an integer in 1..65535, got 70000",
+      'devices[3] ("inv-1").port: expected an integer in 1..65535, got 70000',
     ],
     [
       { ...good, port: 502.5 },
-      "devices[3].port: expected an integer in 1..65535, got 502.5",
+      'devices[3] ("inv-1").port: expected an integer in 1..65535, got 502.5',
     ],
     [
       { ...good, port: "502" },
-      'devices[3].port: expected an integer in 1..65535, got "502"',
+      'devices[3] ("inv-1").port: expected an integer in 1..65535, got "502"',
     ],
     [
       { ...good, unit_id: 256 },
-      "devices[3].unit_id: expected an integer in 0..255, got 256",
+      'devices[3] ("inv-1").unit_id: expected an integer in 0..255, got 256',
     ],
     [
       { ...good, unit_id: -1 },
-      "devices[3].unit_id: expected an integer in 0..255",
+      'devices[3] ("inv-1").unit_id: expected an integer in 0..255',
     ],
     [
       { ...good, unit_id: null },
-      "devices[3].unit_id: expected an integer in 0..255, got null",
+      'devices[3] ("inv-1").unit_id: expected an integer in 0..255, got null',
     ],
     [
       { ...good, interval_ms: 10 },
-      "devices[3].interval_ms: expected an integer in 50..3600000, got 10",
+      'devices[3] ("inv-1").interval_ms: expected an integer in 50..3600000, got 10',
     ],
     [
       { ...good, interval_ms: "1s" },
-      "devices[3].interval_ms: expected an integer in 50..3600000",
+      'devices[3] ("inv-1").interval_ms: expected an integer in 50..3600000',
     ],
     [
       { ...good, map: "bms" },
-      'devices[3].map: unknown register map (known: inverter), got "bms"',
+      'devices[3] ("inv-1").map: unknown register map (known: inverter), got "bms"',
     ],
-    [{ ...good, map: 1 }, "devices[3].map: unknown register map"],
+    [{ ...good, map: 1 }, 'devices[3] ("inv-1").map: unknown register map'],
     [
       { ...good, name: "d", port: 5020 },
       "devices[3]: same host, port and unit_id as devices[0] (127.0.0.1:5020#1)",
