@@ -17,9 +17,14 @@ import { isTopicSafe, parseStatus, parseTelemetry } from "./contract.ts";
 import type { Status, Telemetry } from "./contract.ts";
 import {
   type AlarmsStateMsg,
+  onlineOfStatus,
   parseAlarmsState,
   STALE_INTERVALS,
 } from "./hmi_model.ts";
+
+// Shared with a fleet device's own page (LiveHmi), which must not pull the
+// rest of this module into its first load.
+export { onlineOfStatus };
 
 /** Props the server passes to the fleet island: plain JSON from config. */
 export interface FleetProps {
@@ -216,24 +221,14 @@ export interface FleetRow {
 }
 
 /**
- * Online/offline of a device: its retained status, turned offline when the
- * poller it names is offline in a session at least as new (the poller died
- * and its will fired; the device statuses could not be updated).
+ * Online/offline of a device of the overview: its retained status, turned
+ * offline by its dead poller's will (see onlineOfStatus in hmi_model.ts).
  */
 export function onlineOf(
   d: FleetDevice,
   pollers: ReadonlyMap<string, Status>,
 ): RowOnline {
-  const st = d.status;
-  if (!st) return "unknown";
-  if (st.state === "offline") return "offline";
-  const p = st.poller !== undefined ? pollers.get(st.poller) : undefined;
-  if (
-    p && p.state === "offline" &&
-    (p.session === undefined || st.session === undefined ||
-      p.session >= st.session)
-  ) return "offline";
-  return "online";
+  return onlineOfStatus(d.status, pollers);
 }
 
 /** Rank of a row: unacked active alarm 6, active 5, bad 4, stale 3, offline 2, no data 1, fine 0. */
@@ -259,6 +254,8 @@ export function rowOf(
   nowMs: number,
   defaultIntervalMs: number,
   pollers: ReadonlyMap<string, Status> = new Map(),
+  /** Without a broker connection nothing is current: all stale, unknown. */
+  connected = true,
 ): FleetRow {
   const last = d.last;
   let quality: RowQuality = "none";
@@ -266,7 +263,7 @@ export function rowOf(
   if (last) {
     ageMs = Math.max(0, nowMs - d.receivedMs);
     const interval = d.intervalMs ?? defaultIntervalMs;
-    quality = ageMs > STALE_INTERVALS * interval
+    quality = !connected || ageMs > STALE_INTERVALS * interval
       ? "stale"
       : last.quality === "good"
       ? "good"
@@ -295,7 +292,7 @@ export function rowOf(
     active,
     unacked,
     activeNames,
-    online: onlineOf(d, pollers),
+    online: connected ? onlineOf(d, pollers) : "unknown",
     severity: 0,
   };
   row.severity = severityOf(row);
@@ -379,7 +376,7 @@ export function fleetRows(
   s: FleetState,
   nowMs: number,
   defaultIntervalMs: number,
-  view: { filter: string; sort: FleetSort },
+  view: { filter: string; sort: FleetSort; connected?: boolean },
 ): { rows: FleetRow[]; summary: FleetSummary } {
   const summary: FleetSummary = {
     total: 0,
@@ -391,7 +388,13 @@ export function fleetRows(
   };
   const rows: FleetRow[] = [];
   for (const d of s.devices.values()) {
-    const r = rowOf(d, nowMs, defaultIntervalMs, s.pollers);
+    const r = rowOf(
+      d,
+      nowMs,
+      defaultIntervalMs,
+      s.pollers,
+      view.connected ?? true,
+    );
     summary.total++;
     if (r.quality === "good") summary.good++;
     else if (r.quality === "bad") summary.bad++;

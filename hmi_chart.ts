@@ -2,8 +2,10 @@
  * The HMI trend charts (browser only; loaded by the island with a dynamic
  * import so Chart.js is not part of the first-load JavaScript). Chart.js is
  * imported by its parts: only the line chart on linear axes is shipped.
- * The time axis is linear (epoch ms) with a local-time tick formatter, so no
- * date adapter is needed.
+ * The time axis is linear (epoch ms) with round local-time ticks (see
+ * timeTicks in hmi_model.ts), so no date adapter is needed. The series are
+ * the trend store's (decimated, with null points where the line breaks);
+ * the charts only draw them.
  */
 import {
   Chart,
@@ -14,9 +16,16 @@ import {
   LineElement,
   type Plugin,
   PointElement,
+  type Scale,
   Tooltip,
 } from "chart.js";
-import { formatLocalTime, type TrendPoint } from "./hmi_model.ts";
+import {
+  formatLocalTime,
+  spreadLabels,
+  tickLabel,
+  timeTicks,
+  type TrendPoint,
+} from "./hmi_model.ts";
 
 Chart.register(
   LineController,
@@ -52,9 +61,24 @@ const COLORS = {
   text: "#555",
 };
 
-/** Horizontal threshold lines with labels on the temperature axis. */
+/** Room right of the temperature plot for the threshold labels, px. */
+const LABEL_GUTTER_PX = 78;
+/** Width of the left value axes, px: both plots start at the same x. */
+const LEFT_AXIS_PX = 58;
+/** Fixed axis widths so the two charts' time axes line up. */
+const fixWidth = (px: number) => (axis: Scale) => {
+  axis.width = px;
+};
+/** Least distance between two threshold labels, px (11 px font). */
+const LABEL_GAP_PX = 13;
+
+/**
+ * Horizontal threshold lines across the plot, labelled in a gutter right of
+ * it: the labels never cover the data, and labels of nearby lines (60 and
+ * 58 °C) are moved apart instead of overlapping.
+ */
 function thresholdPlugin(
-  lines: { value: number; color: string; label: string; below?: boolean }[],
+  lines: { value: number; color: string; label: string }[],
 ): Plugin<"line"> {
   return {
     id: "thresholds",
@@ -62,23 +86,25 @@ function thresholdPlugin(
       const y = chart.scales.y;
       const { left, right, top, bottom } = chart.chartArea;
       const ctx = chart.ctx;
+      const shown = lines
+        .map((l) => ({ ...l, py: y.getPixelForValue(l.value) }))
+        .filter((l) => l.py >= top && l.py <= bottom);
+      const labelY = spreadLabels(shown.map((l) => l.py), LABEL_GAP_PX);
       ctx.save();
       ctx.font = "11px system-ui, sans-serif";
       ctx.textAlign = "left";
-      for (const l of lines) {
-        const py = y.getPixelForValue(l.value);
-        if (py < top || py > bottom) continue;
+      ctx.textBaseline = "middle";
+      shown.forEach((l, i) => {
         ctx.strokeStyle = l.color;
         ctx.fillStyle = l.color;
         ctx.lineWidth = 1;
         ctx.setLineDash([6, 4]);
         ctx.beginPath();
-        ctx.moveTo(left, py);
-        ctx.lineTo(right, py);
+        ctx.moveTo(left, l.py);
+        ctx.lineTo(right, l.py);
         ctx.stroke();
-        // Raise label above its line, clear label below: they never overlap.
-        ctx.fillText(l.label, left + 4, l.below ? py + 12 : py - 3);
-      }
+        ctx.fillText(l.label, right + 6, labelY[i]);
+      });
       ctx.restore();
     },
   };
@@ -104,16 +130,32 @@ function line(
   };
 }
 
+/** Least room per time-axis label, px ("12:34:56" plus spacing). */
+const TICK_PX = 84;
+
 function timeAxis(windowMs: number) {
+  let step = 60_000;
   return {
     type: "linear" as const,
     grid: { color: COLORS.grid },
+    // Round ticks (every 30 s, 1 min, ...) instead of Chart.js's nice
+    // numbers of epoch milliseconds, which start at the axis' odd minimum.
+    afterBuildTicks(axis: Scale) {
+      const tz = -new Date(axis.max).getTimezoneOffset() * 60_000;
+      const t = timeTicks(
+        axis.min,
+        axis.max,
+        Math.max(2, Math.floor(axis.width / TICK_PX)),
+        tz,
+      );
+      step = t.step;
+      axis.ticks = t.ticks.map((value) => ({ value }));
+    },
     ticks: {
       color: COLORS.text,
       maxRotation: 0,
-      autoSkip: true,
-      maxTicksLimit: 6,
-      callback: (v: number | string) => formatLocalTime(Number(v)),
+      autoSkip: false,
+      callback: (v: number | string) => tickLabel(Number(v), step),
     },
     min: Date.now() - windowMs,
     max: Date.now(),
@@ -149,18 +191,24 @@ export function createTrendCharts(
   };
   const temp = new Chart<"line", TrendPoint[]>(tempCanvas, {
     type: "line",
-    data: { datasets: [line("Temperature (C)", series.temp, COLORS.temp)] },
+    data: {
+      datasets: [line("Temperature (\u00b0C)", series.temp, COLORS.temp)],
+    },
     options: {
       ...common,
+      layout: { padding: { right: LABEL_GUTTER_PX } },
       scales: {
         x: timeAxis(opts.windowMs),
         y: {
           type: "linear",
           suggestedMin: opts.clearBelowC - 20,
           suggestedMax: opts.raiseAboveC + 5,
+          // Headroom: the line never runs along the top edge.
+          grace: "8%",
           grid: { color: COLORS.grid },
           ticks: { color: COLORS.text },
-          title: { display: true, text: "C", color: COLORS.text },
+          title: { display: true, text: "\u00b0C", color: COLORS.text },
+          afterFit: fixWidth(LEFT_AXIS_PX),
         },
       },
     },
@@ -169,13 +217,12 @@ export function createTrendCharts(
         {
           value: opts.raiseAboveC,
           color: COLORS.raise,
-          label: `raise ${opts.raiseAboveC} C`,
+          label: `raise ${opts.raiseAboveC} \u00b0C`,
         },
         {
           value: opts.clearBelowC,
           color: COLORS.clear,
-          label: `clear ${opts.clearBelowC} C`,
-          below: true,
+          label: `clear ${opts.clearBelowC} \u00b0C`,
         },
       ]),
     ],
@@ -200,6 +247,7 @@ export function createTrendCharts(
           grid: { color: COLORS.grid },
           ticks: { color: COLORS.text },
           title: { display: true, text: "W", color: COLORS.text },
+          afterFit: fixWidth(LEFT_AXIS_PX),
         },
         y1: {
           type: "linear",
@@ -209,6 +257,8 @@ export function createTrendCharts(
           grid: { drawOnChartArea: false },
           ticks: { color: COLORS.text },
           title: { display: true, text: "%", color: COLORS.text },
+          // As wide as the threshold-label gutter of the chart above.
+          afterFit: fixWidth(LABEL_GUTTER_PX),
         },
       },
     },

@@ -197,8 +197,13 @@ export default function FleetOverview(props: FleetProps) {
   }, []);
 
   const { rows, summary } = useMemo(
-    () => fleetRows(fleet, Date.now(), props.intervalMs, { filter, sort }),
-    [renders, filter, sort],
+    () =>
+      fleetRows(fleet, Date.now(), props.intervalMs, {
+        filter,
+        sort,
+        connected: broker === "connected",
+      }),
+    [renders, filter, sort, broker],
   );
   const { start, end } = visibleRange(rows.length, win.top, win.height, ROW_PX);
   const shown = rows.slice(start, end);
@@ -218,7 +223,15 @@ export default function FleetOverview(props: FleetProps) {
         </span>
         <span class="pill" id="fleet-count">{summary.total} devices</span>
         <span
-          class={`pill ${summary.alarms ? "alarm-on" : "alarm-off"}`}
+          class={`pill tone-${
+            broker !== "connected"
+              ? "unknown"
+              : summary.alarms
+              ? "alarm"
+              : summary.total
+              ? "good"
+              : "unknown"
+          }`}
           id="fleet-alarms"
         >
           {summary.alarms} in alarm
@@ -287,7 +300,7 @@ export default function FleetOverview(props: FleetProps) {
               <th class="name">Device</th>
               <th class="online">Poller</th>
               <th class="quality">Quality</th>
-              <th class="num">Temp (C)</th>
+              <th class="num">Temp (°C)</th>
               <th class="num">Power (W)</th>
               <th class="alarms">Active alarms</th>
             </tr>

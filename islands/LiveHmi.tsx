@@ -13,7 +13,14 @@
  * cmd/ topics with QoS 1 and the page shows the poller's one answer.
  *
  * Every payload goes through contract.ts's validating parsers; anything
- * rejected is counted, never shown.
+ * rejected is counted (shown on the page) and logged with console.warn,
+ * rate-limited, never shown.
+ *
+ * Honesty rules (see hmi_model.ts): without a broker connection the poller
+ * and the alarm summary are "unknown" (grey) and the values stale; values
+ * are stale at once when the poller is offline (on a fleet device's page
+ * also when its poller process' will says so); replayed or older messages
+ * fill the trend only; freshness is judged from the message's own ts.
  */
 import { useEffect, useReducer, useRef } from "preact/hooks";
 import {
@@ -27,10 +34,12 @@ import {
 } from "../contract.ts";
 import {
   ACK_STATE_LABEL,
-  activeAlarmCount,
+  activeAlarmNames,
+  alarmBadge,
   alarmDurationMs,
   type AlarmRow,
   type AlarmsStateMsg,
+  type Badge,
   type BrokerState,
   brokerStateAfter,
   canAcknowledge,
@@ -39,20 +48,31 @@ import {
   commandAfterAnswer,
   commandAfterTimeout,
   type CommandView,
+  type CurrentValue,
+  effectiveIntervalMs,
+  flushRejectLog,
+  foldCurrent,
   foldJournal,
   foldStatus,
   formatDuration,
-  formatLocalTime,
   formatNumber,
+  formatWhen,
   type HmiProps,
   journalCsvRows,
-  type LastTelemetry,
   mergeJournal,
   mergeTelemetry,
+  newRejectLog,
   newTrendStore,
+  noteRejection,
+  onlineOfStatus,
   parseAlarmsState,
   parseCommandAnswer,
+  plural,
+  pollerBadge,
+  pollerOfTopic,
   pruneStore,
+  qualityText,
+  staleTickMs,
   trendCsvRows,
   VALUE_FIELDS,
   valueView,
@@ -64,15 +84,28 @@ import type { MqttClient } from "mqtt";
 
 interface State {
   broker: BrokerState;
+  /** The device's retained status (late wills ignored). */
   status: Status | null;
-  last: LastTelemetry | null;
+  /** A status arrived on the current broker connection. */
+  statusLive: boolean;
+  /** Fleet poller processes' statuses, by poller (fleet device page). */
+  pollers: Map<string, Status>;
+  /** When the page last knew the poller online (browser clock). */
+  lastOnlineMs: number | null;
+  current: CurrentValue | null;
   /** Alarm events, newest first (history + live). */
   journal: AlarmEvent[];
   /** Raise/clear episodes folded from the journal. */
   alarms: AlarmRow[];
   /** Retained ISA-18.2 state of every alarm. */
   alarmState: AlarmsStateMsg | null;
+  /** The alarm state arrived on the current broker connection. */
+  alarmStateLive: boolean;
+  /** Telemetry messages in the trend window, and points drawn. */
   points: number;
+  chartPoints: number;
+  /** The poll interval staleness is judged by (observed, else configured). */
+  intervalMs: number;
   rejected: number;
   nowMs: number;
   chartError: string | null;
@@ -82,46 +115,87 @@ interface State {
   ack: { alarm: string; view: CommandView } | null;
 }
 
+/** What the trend store holds now, for the page's data attributes. */
+interface TrendCounts {
+  points: number;
+  chartPoints: number;
+  intervalMs: number;
+}
+
 type Action =
   | {
     type: "broker";
     event: "connect" | "reconnect" | "close" | "offline" | "error";
+    nowMs: number;
   }
   | { type: "status"; status: Status }
-  | { type: "telemetry"; last: LastTelemetry; points: number }
+  | { type: "poller"; name: string; status: Status }
+  | { type: "telemetry"; msg: Telemetry; receivedMs: number; n: TrendCounts }
   | { type: "journal"; events: AlarmEvent[] }
   | { type: "alarmState"; state: AlarmsStateMsg }
   | { type: "rejected" }
-  | { type: "tick"; nowMs: number; points: number }
+  | { type: "tick"; nowMs: number; n: TrendCounts }
   | { type: "chartError"; error: string }
-  | { type: "history"; points: number; error?: string }
+  | { type: "history"; n: TrendCounts; error?: string }
   | { type: "setpoint"; f: (v: CommandView) => CommandView }
   | { type: "ack"; alarm?: string; f: (v: CommandView) => CommandView };
 
+/** The poller's state as far as this page knows (device status + wills). */
+const pollerOf = (s: State) => onlineOfStatus(s.status, s.pollers);
+
 function reduce(s: State, a: Action): State {
   switch (a.type) {
-    case "broker":
-      return { ...s, broker: brokerStateAfter(s.broker, a.event) };
+    case "broker": {
+      const broker = brokerStateAfter(s.broker, a.event);
+      if (s.broker !== "connected" || broker === "connected") {
+        return { ...s, broker };
+      }
+      // Connection lost: nothing shown is confirmed any more; retained
+      // status and alarm state come again after the next subscribe.
+      const wasOnline = s.statusLive && pollerOf(s) === "online";
+      return {
+        ...s,
+        broker,
+        statusLive: false,
+        alarmStateLive: false,
+        lastOnlineMs: wasOnline ? a.nowMs : s.lastOnlineMs,
+        nowMs: a.nowMs,
+      };
+    }
     case "status":
-      return { ...s, status: foldStatus(s.status, a.status) };
+      return {
+        ...s,
+        status: foldStatus(s.status, a.status),
+        statusLive: true,
+      };
+    case "poller": {
+      const pollers = new Map(s.pollers);
+      pollers.set(a.name, foldStatus(pollers.get(a.name) ?? null, a.status));
+      return { ...s, pollers };
+    }
     case "telemetry":
-      return { ...s, last: a.last, points: a.points, nowMs: a.last.receivedMs };
+      return {
+        ...s,
+        ...a.n,
+        current: foldCurrent(s.current, a.msg, a.receivedMs),
+        nowMs: a.receivedMs,
+      };
     case "journal": {
       const journal = mergeJournal(s.journal, a.events);
       return { ...s, journal, alarms: foldJournal(journal) };
     }
     case "alarmState":
-      return { ...s, alarmState: a.state };
+      return { ...s, alarmState: a.state, alarmStateLive: true };
     case "rejected":
       return { ...s, rejected: s.rejected + 1 };
     case "tick":
-      return { ...s, nowMs: a.nowMs, points: a.points };
+      return { ...s, ...a.n, nowMs: a.nowMs };
     case "chartError":
       return { ...s, chartError: a.error };
     case "history":
       return a.error
         ? { ...s, history: "error", historyError: a.error }
-        : { ...s, history: "loaded", historyError: null, points: a.points };
+        : { ...s, ...a.n, history: "loaded", historyError: null };
     case "setpoint":
       return { ...s, setpoint: a.f(s.setpoint) };
     case "ack":
@@ -192,15 +266,30 @@ const BROKER_LABEL: Record<BrokerState, string> = {
   offline: "offline",
 };
 
+/** A badge: grey unless known good (green) or bad (red). */
+function Pill({ id, badge }: { id: string; badge: Badge }) {
+  return (
+    <span class={`pill tone-${badge.tone}`} id={id} data-tone={badge.tone}>
+      {badge.text}
+    </span>
+  );
+}
+
 export default function LiveHmi(props: HmiProps) {
   const [s, dispatch] = useReducer(reduce, {
     broker: "connecting",
     status: null,
-    last: null,
+    statusLive: false,
+    pollers: new Map(),
+    lastOnlineMs: null,
+    current: null,
     journal: [],
     alarms: [],
     alarmState: null,
+    alarmStateLive: false,
     points: 0,
+    chartPoints: 0,
+    intervalMs: props.intervalMs,
     rejected: 0,
     nowMs: 0,
     chartError: null,
@@ -212,7 +301,10 @@ export default function LiveHmi(props: HmiProps) {
   const tempCanvas = useRef<HTMLCanvasElement>(null);
   const powerCanvas = useRef<HTMLCanvasElement>(null);
   const setpointInput = useRef<HTMLInputElement>(null);
-  const store = useRef(newTrendStore()).current;
+  const store = useRef(
+    newTrendStore({ windowMs: props.windowMs, intervalMs: props.intervalMs }),
+  ).current;
+  const rejectLog = useRef(newRejectLog()).current;
   // The connected mqtt.js client (null until loaded and connected).
   const live = useRef<
     {
@@ -224,6 +316,9 @@ export default function LiveHmi(props: HmiProps) {
     timers: new Set(),
   }).current;
   const topics = topicsFor(props.topicPrefix);
+  const pollersTopic = props.fleetPrefix
+    ? `${props.fleetPrefix}/_pollers/+/status`
+    : null;
   const windowMinutes = Math.max(1, Math.ceil(props.windowMs / 60_000));
   const dev = props.device ? `&device=${encodeURIComponent(props.device)}` : "";
 
@@ -231,17 +326,30 @@ export default function LiveHmi(props: HmiProps) {
     let charts: TrendCharts | null = null;
     let frame = 0;
     let closed = false;
+    let drawnMs = 0;
     const redraw = () => {
       if (frame || !charts) return;
       frame = requestAnimationFrame(() => {
         frame = 0;
-        charts?.update(Date.now());
+        drawnMs = Date.now();
+        charts?.update(drawnMs);
       });
     };
     const addTelemetry = (msgs: Telemetry[]) => {
-      const n = mergeTelemetry(store, msgs, Date.now(), props.windowMs);
+      const n = mergeTelemetry(store, msgs, Date.now());
       if (n > 0) redraw();
       return n;
+    };
+    const counts = (): TrendCounts => ({
+      points: store.msgs.length,
+      chartPoints: store.temp.length,
+      intervalMs: effectiveIntervalMs(store),
+    });
+    /** Count, and log (rate-limited), one rejected message. */
+    const reject = (topic: string, error: string) => {
+      const line = noteRejection(rejectLog, topic, error, Date.now());
+      if (line) console.warn(line);
+      dispatch({ type: "rejected" });
     };
 
     // Everything up to this moment is in the store (or being fetched).
@@ -275,12 +383,12 @@ export default function LiveHmi(props: HmiProps) {
       }
       addTelemetry(good);
       dispatch({ type: "journal", events: evs });
-      dispatch({ type: "history", points: store.temp.length });
+      dispatch({ type: "history", n: counts() });
     };
     loadHistory(Date.now() - props.windowMs, JOURNAL_FETCH).catch((e) =>
       !closed && dispatch({
         type: "history",
-        points: store.temp.length,
+        n: counts(),
         error: String(e?.message ?? e),
       })
     );
@@ -319,7 +427,10 @@ export default function LiveHmi(props: HmiProps) {
           "error",
         ] as const
       ) {
-        client.on(ev, () => dispatch({ type: "broker", event: ev }));
+        client.on(
+          ev,
+          () => dispatch({ type: "broker", event: ev, nowMs: Date.now() }),
+        );
       }
       client.on("close", () => {
         live.client = null;
@@ -337,6 +448,7 @@ export default function LiveHmi(props: HmiProps) {
             topics.status,
             topics.cmdSetpointResult,
             topics.cmdAckResult,
+            ...(pollersTopic ? [pollersTopic] : []),
           ],
           { qos: 1 },
           (err: Error | null) => {
@@ -353,46 +465,63 @@ export default function LiveHmi(props: HmiProps) {
         const now = Date.now();
         if (topic === topics.telemetry) {
           const r = parseTelemetry(payload);
-          if (!r.ok) return dispatch({ type: "rejected" });
+          if (!r.ok) return reject(topic, r.error);
+          // Every message fills the trend; only a live, newer one is shown.
           addTelemetry([r.value]);
           dispatch({
             type: "telemetry",
-            last: { msg: r.value, receivedMs: now },
-            points: store.temp.length,
+            msg: r.value,
+            receivedMs: now,
+            n: counts(),
           });
         } else if (topic === topics.alarms) {
           const r = parseAlarmEvent(payload);
-          if (!r.ok) return dispatch({ type: "rejected" });
+          if (!r.ok) return reject(topic, r.error);
           dispatch({ type: "journal", events: [r.value] });
         } else if (topic === topics.alarmsState) {
           const r = parseAlarmsState(payload);
-          if (!r.ok) return dispatch({ type: "rejected" });
+          if (!r.ok) return reject(topic, r.error);
           dispatch({ type: "alarmState", state: r.value });
         } else if (topic === topics.status) {
           const r = parseStatus(payload);
-          if (!r.ok) return dispatch({ type: "rejected" });
+          if (!r.ok) return reject(topic, r.error);
           dispatch({ type: "status", status: r.value });
         } else if (
           topic === topics.cmdSetpointResult || topic === topics.cmdAckResult
         ) {
           const a = parseCommandAnswer(payload);
-          if (!a) return dispatch({ type: "rejected" });
+          if (!a) return reject(topic, "invalid command answer");
           const f = (v: CommandView) => commandAfterAnswer(v, a);
           dispatch(
             topic === topics.cmdAckResult
               ? { type: "ack", f }
               : { type: "setpoint", f },
           );
+        } else if (props.fleetPrefix) {
+          const name = pollerOfTopic(props.fleetPrefix, topic);
+          if (name === null) return;
+          const r = parseStatus(payload);
+          if (!r.ok) return reject(topic, r.error);
+          dispatch({ type: "poller", name, status: r.value });
         }
       });
-    }).catch(() => dispatch({ type: "broker", event: "offline" }));
+    }).catch(() =>
+      dispatch({ type: "broker", event: "offline", nowMs: Date.now() })
+    );
 
-    const tick = setInterval(() => {
+    const onTick = () => {
       const now = Date.now();
-      pruneStore(store, now, props.windowMs);
-      redraw();
-      dispatch({ type: "tick", nowMs: now, points: store.temp.length });
-    }, 1000);
+      pruneStore(store, now);
+      // The time axis slides once a second even when nothing arrives (fast
+      // polling ticks more often, but its data redraws anyway).
+      if (now - drawnMs >= 1000) redraw();
+      const line = flushRejectLog(rejectLog, now);
+      if (line) console.warn(line);
+      dispatch({ type: "tick", nowMs: now, n: counts() });
+    };
+    onTick();
+    // Staleness moves with the clock: check at least once per poll interval.
+    const tick = setInterval(onTick, staleTickMs(props.intervalMs));
 
     return () => {
       closed = true;
@@ -468,11 +597,26 @@ export default function LiveHmi(props: HmiProps) {
     download(`alarms-${fileStamp(Date.now())}.csv`, toCsv(header, rows));
   };
 
-  const view = valueView(s.last, s.nowMs, props.intervalMs);
-  const poller = s.status?.state ?? "unknown";
-  const active = activeAlarmCount(s.alarmState, s.alarms);
   const connected = s.broker === "connected";
+  const poller = pollerOf(s);
+  const view = valueView(s.current, s.nowMs, s.intervalMs, {
+    connected,
+    pollerOffline: s.statusLive && poller === "offline",
+  });
+  const activeNames = activeAlarmNames(s.alarmState, s.alarms);
+  const pollerPill = pollerBadge({
+    connected,
+    live: s.statusLive,
+    state: poller,
+    lastOnlineMs: s.lastOnlineMs,
+  }, s.nowMs);
+  const alarmPill = alarmBadge({
+    connected,
+    live: s.alarmStateLive,
+    active: activeNames.length,
+  });
   const spText = commandText(s.setpoint, "Setpoint");
+  const when = (ms: number | null) => formatWhen(ms, s.nowMs);
 
   return (
     <div class="hmi">
@@ -480,17 +624,8 @@ export default function LiveHmi(props: HmiProps) {
         <span class={`pill broker-${s.broker}`} id="broker-state">
           Broker: {BROKER_LABEL[s.broker]}
         </span>
-        <span class={`pill poller-${poller}`} id="poller-state">
-          Poller: {poller}
-        </span>
-        <span
-          class={`pill ${active ? "alarm-on" : "alarm-off"}`}
-          id="alarm-count"
-        >
-          {active
-            ? `${active} active alarm${active > 1 ? "s" : ""}`
-            : "no active alarms"}
-        </span>
+        <Pill id="poller-state" badge={pollerPill} />
+        <Pill id="alarm-count" badge={alarmPill} />
         {s.rejected > 0 && (
           <span class="pill warn" id="rejected">
             {s.rejected} invalid message{s.rejected > 1 ? "s" : ""} ignored
@@ -504,22 +639,22 @@ export default function LiveHmi(props: HmiProps) {
       </section>
 
       <section class="values" aria-label="Current values">
-        <div class={`quality q-${view.kind}`} id="quality">
-          {view.kind === "none" && "No data yet"}
-          {view.kind === "fresh" &&
-            `Quality: good, ${formatLocalTime(Date.parse(view.ts))}`}
-          {view.kind === "stale" &&
-            `STALE: no data for ${formatDuration(view.ageMs)} (last ${
-              formatLocalTime(Date.parse(view.ts))
-            })`}
-          {view.kind === "bad" &&
-            `BAD QUALITY at ${
-              formatLocalTime(Date.parse(view.ts))
-            }: ${view.error}`}
+        <div
+          class={`quality q-${view.kind}`}
+          id="quality"
+          data-kind={view.kind}
+        >
+          {qualityText(view, s.nowMs)}
         </div>
         <dl class="grid">
           {VALUE_FIELDS.map((f) => (
-            <div class={`value v-${view.kind}`} key={f.field}>
+            <div
+              class={`value v-${view.kind}${
+                f.alarm && activeNames.includes(f.alarm) ? " alarm" : ""
+              }`}
+              key={f.field}
+              id={`tile-${f.field}`}
+            >
               <dt>{f.label}</dt>
               <dd>
                 <span class="num" id={`v-${f.field}`}>
@@ -587,6 +722,7 @@ export default function LiveHmi(props: HmiProps) {
           class="chart"
           id="trend"
           data-points={String(s.points)}
+          data-chart-points={String(s.chartPoints)}
           data-history={s.history}
         >
           <canvas ref={tempCanvas} role="img" aria-label="Temperature trend" />
@@ -607,8 +743,16 @@ export default function LiveHmi(props: HmiProps) {
       </section>
 
       <section class="alarms" aria-label="Alarms">
-        <h2>Alarm state</h2>
-        <table id="alarm-state">
+        <h2>
+          Alarm state
+          {s.alarmState && !s.alarmStateLive && (
+            <small class="muted" id="alarm-state-note">
+              {" "}
+              (last known{connected ? "" : ", not connected to the broker"})
+            </small>
+          )}
+        </h2>
+        <table id="alarm-state" class="alarm-table">
           <thead>
             <tr>
               <th>Alarm</th>
@@ -623,7 +767,11 @@ export default function LiveHmi(props: HmiProps) {
           <tbody>
             {!s.alarmState && (
               <tr>
-                <td colSpan={7} class="empty">Waiting for the alarm state</td>
+                <td colSpan={7} class="empty">
+                  {connected
+                    ? "Waiting for the alarm state"
+                    : "Alarm state unknown: not connected to the broker"}
+                </td>
               </tr>
             )}
             {s.alarmState?.alarms.map((a) => (
@@ -633,19 +781,25 @@ export default function LiveHmi(props: HmiProps) {
                 data-alarm={a.alarm}
                 data-state={a.state}
               >
-                <td>{a.alarm}</td>
-                <td>{ACK_STATE_LABEL[a.state]}</td>
-                <td>
-                  {a.value === null ? "\u2014" : formatNumber(a.value, 1)}
+                <td class="c-name" data-label="Alarm">{a.alarm}</td>
+                <td class="c-state" data-label="State">
+                  {ACK_STATE_LABEL[a.state]}
                 </td>
-                <td>
-                  {formatLocalTime(msOf(a.raised_ts))}
+                <td class="c-value" data-label="Value">
+                  {a.value === null
+                    ? "\u2014"
+                    : `${formatNumber(a.value, 1)} \u00b0C`}
                 </td>
-                <td>
-                  {formatLocalTime(msOf(a.cleared_ts))}
+                <td class="c-time" data-label="Raised">
+                  {when(msOf(a.raised_ts))}
                 </td>
-                <td>{formatLocalTime(msOf(a.acked_ts))}</td>
-                <td>
+                <td class="c-time" data-label="Cleared">
+                  {when(msOf(a.cleared_ts))}
+                </td>
+                <td class="c-time" data-label="Acknowledged">
+                  {when(msOf(a.acked_ts))}
+                </td>
+                <td class="c-ack">
                   {canAcknowledge(a.state) && (
                     <button
                       type="button"
@@ -676,7 +830,7 @@ export default function LiveHmi(props: HmiProps) {
         )}
 
         <h2>Alarm history</h2>
-        <table id="alarm-list">
+        <table id="alarm-list" class="alarm-table">
           <thead>
             <tr>
               <th>Alarm</th>
@@ -701,16 +855,20 @@ export default function LiveHmi(props: HmiProps) {
                 data-state={r.active ? "raised" : "cleared"}
                 title={r.message}
               >
-                <td>{r.alarm}</td>
-                <td>{r.active ? "RAISED" : "cleared"}</td>
-                <td>
+                <td class="c-name" data-label="Alarm">{r.alarm}</td>
+                <td class="c-state" data-label="State">
+                  {r.active ? "RAISED" : "cleared"}
+                </td>
+                <td class="c-value" data-label="Value">
                   {formatNumber(r.value, 1)}
                   {r.clearValue !== null && r.raisedMs !== null &&
-                    ` \u2192 ${formatNumber(r.clearValue, 1)}`} C
+                    ` \u2192 ${formatNumber(r.clearValue, 1)}`} °C
                 </td>
-                <td>{formatLocalTime(r.raisedMs)}</td>
-                <td>{formatLocalTime(r.clearedMs)}</td>
-                <td>
+                <td class="c-time" data-label="Raised">{when(r.raisedMs)}</td>
+                <td class="c-time" data-label="Cleared">
+                  {when(r.clearedMs)}
+                </td>
+                <td class="c-time" data-label="Duration">
                   {formatDuration(
                     alarmDurationMs(r, s.nowMs || r.raisedMs || 0),
                   )}
@@ -721,7 +879,7 @@ export default function LiveHmi(props: HmiProps) {
         </table>
         <div class="tools">
           <button type="button" id="export-alarms" onClick={exportJournal}>
-            Export alarm journal CSV ({s.journal.length} events)
+            Export alarm journal CSV ({plural(s.journal.length, "event")})
           </button>
         </div>
       </section>

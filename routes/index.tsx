@@ -15,7 +15,7 @@ export default function Home({ state }: PageProps<unknown, HmiState>) {
         <p class="sub">
           Topic prefix <code>{cfg.topicPrefix}</code>, poll every{" "}
           {cfg.intervalMs / 1000} s, alarm above {cfg.raiseAboveC}{" "}
-          C, clears below {cfg.clearBelowC} C
+          °C, clears below {cfg.clearBelowC} °C
         </p>
       </header>
       <LiveHmi

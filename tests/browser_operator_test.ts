@@ -3,12 +3,19 @@
  * npm:puppeteer-core) against the whole pipeline on loopback: simulator,
  * embedded broker, poller and HMI (recording history into a temp DATA_DIR).
  * Applies a setpoint from the page, sees temp_high raised, acknowledges it,
- * exports CSV, reloads and sees history drawn at once. Saves
- * docs/screenshot.png with the controls visible.
+ * exports CSV, reloads and sees history drawn at once. Saves screenshots
+ * (desktop and phone width, alarm active, controls visible) under the
+ * git-ignored data/screenshots/; with UPDATE_SCREENSHOT=1 also as the
+ * README's docs/screenshot.png and docs/screenshot-phone.png.
  */
 import assert from "node:assert/strict";
 import type { Page } from "puppeteer-core";
-import { collectPageErrors, launchChromium, textOf } from "./_browser.ts";
+import {
+  collectPageErrors,
+  launchChromium,
+  saveScreenshot,
+  textOf,
+} from "./_browser.ts";
 import { startSimulator } from "../sim.ts";
 import { startBroker } from "../broker.ts";
 import { startPoller } from "../poll.ts";
@@ -17,8 +24,6 @@ import { parseConfig } from "../cli.ts";
 import { HMI_OPTIONS, POLL_OPTIONS } from "../settings.ts";
 import { Recorder } from "./_mqtt.ts";
 import { freePort, needs, waitFor } from "./_support.ts";
-
-const SCREENSHOT = new URL("../docs/screenshot.png", import.meta.url);
 
 const text = textOf;
 const attr = (page: Page, sel: string, name: string) =>
@@ -172,8 +177,17 @@ Deno.test({
         { timeout: 5_000 },
       );
       assert.match(await text(p, "#alarm-count"), /1 active alarm/);
-      // The picture for the README: setpoint accepted, Acknowledge offered.
-      await p.screenshot({ path: SCREENSHOT.pathname, fullPage: true });
+      // The pictures for the README: setpoint accepted, Acknowledge offered,
+      // the temperature tile red; at desktop and at phone width.
+      await p.waitForSelector("#tile-temp_c.alarm", { timeout: 2_000 });
+      await saveScreenshot(p, "screenshot", { docs: true });
+      await p.setViewport({ width: 390, height: 844 });
+      await p.waitForFunction(
+        () => document.documentElement.scrollWidth <= globalThis.innerWidth,
+        { timeout: 2_000 },
+      );
+      await saveScreenshot(p, "screenshot-phone", { docs: true });
+      await p.setViewport({ width: 1280, height: 900 });
       await p.click('#alarm-state button.ack[data-alarm="temp_high"]');
       const ack = await r.waitFor(
         "ack command",

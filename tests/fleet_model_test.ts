@@ -12,11 +12,13 @@ import {
   fleetRows,
   isDeviceName,
   newFleetState,
+  onlineOfStatus,
   parseFleetTopic,
   rowOf,
   visibleRange,
 } from "../fleet_model.ts";
 import { buildBadTelemetry, buildStatus, buildTelemetry } from "../contract.ts";
+import { pollerOfTopic } from "../hmi_model.ts";
 import { parseDevice } from "../devices.ts";
 import { T0, VALUES } from "./_fixtures.ts";
 
@@ -253,6 +255,65 @@ Deno.test("online/offline: the device status, overridden by its dead poller's wi
     rowOf({ ...s.devices.get("a")!, status: null }, T0, 1000).online,
     "unknown",
   );
+});
+
+Deno.test("onlineOfStatus: a fleet device page's poller badge, from a parsed status", () => {
+  // As LiveHmi gets them: parseStatus output (the poller field passes through).
+  const dev = (state: "online" | "offline", session: number) => ({
+    ...buildStatus(state, T0, session),
+    poller: "p1",
+  });
+  const pollers = new Map([["p1", buildStatus("online", T0, 5)]]);
+  assert.equal(onlineOfStatus(dev("online", 5), pollers), "online");
+  // The poller process crashed: only its will (_pollers/p1/status) says so.
+  pollers.set("p1", buildStatus("offline", T0 + 1, 5));
+  assert.equal(onlineOfStatus(dev("online", 5), pollers), "offline");
+  assert.equal(onlineOfStatus(dev("online", 6), pollers), "online");
+  assert.equal(onlineOfStatus(null, pollers), "unknown");
+  // A single-device poller's status names no poller: its own state.
+  assert.equal(onlineOfStatus(buildStatus("online", T0, 5), pollers), "online");
+  // A hostile poller field (not a string) is no poller.
+  const odd = { ...buildStatus("online", T0, 5), poller: 7 } as never;
+  assert.equal(onlineOfStatus(odd, pollers), "online");
+  // The page's _pollers/+/status subscription: the poller of each topic.
+  assert.equal(pollerOfTopic("site", "site/_pollers/p1/status"), "p1");
+  for (
+    const t of [
+      "site/_pollers/status",
+      "site/_pollers//status",
+      "site/_pollers/a/b/status",
+      "site/inv-1/status",
+      "other/_pollers/p1/status",
+    ]
+  ) assert.equal(pollerOfTopic("site", t), null, t);
+});
+
+Deno.test("without a broker connection every row is stale and its poller unknown", () => {
+  const s = newFleetState();
+  applyFleetMessage(s, P, "site/a/telemetry", tel(1, T0), T0);
+  applyFleetMessage(
+    s,
+    P,
+    "site/a/status",
+    JSON.stringify(buildStatus("online", T0, 1)),
+    T0,
+  );
+  const live = fleetRows(s, T0 + 10, 1000, { filter: "", sort: "name" });
+  assert.deepEqual(
+    [live.rows[0].quality, live.rows[0].online, live.rows[0].tempC],
+    ["good", "online", 55.2],
+  );
+  const lost = fleetRows(s, T0 + 10, 1000, {
+    filter: "",
+    sort: "name",
+    connected: false,
+  });
+  assert.deepEqual(
+    [lost.rows[0].quality, lost.rows[0].online, lost.rows[0].tempC],
+    ["stale", "unknown", null],
+  );
+  assert.equal(lost.summary.stale, 1);
+  assert.equal(lost.summary.good, 0);
 });
 
 Deno.test("fleetRows: problems first, natural names, filter words, summary", () => {

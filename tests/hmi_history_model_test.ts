@@ -79,15 +79,24 @@ Deno.test("mergeTelemetry: live during the fetch, then history: ordered, no dupl
   assert.equal(s.temp[0].x, T0 + 5_000);
   assert.equal(s.keys.size, s.msgs.length);
   assert.equal(mergeTelemetry(s, [tel(1)], T0 + 5_000 + 10 * 60_000), 0);
-  // Same ts, different seq: two points (dedupe is by ts + seq).
+  // Same ts, different seq: two messages (dedupe is by ts + seq).
   const t = newTrendStore();
   mergeTelemetry(t, [tel(1), { ...tel(1), seq: 99 }], T0 + 2000);
   assert.equal(t.msgs.length, 2);
+  // Replayed messages (after a broker outage) fill the trend like any other.
+  const r = newTrendStore();
+  mergeTelemetry(r, [tel(1), tel(4)], T0 + 5000);
+  mergeTelemetry(r, [{ ...tel(2), replayed: true }, {
+    ...tel(3),
+    replayed: true,
+  }], T0 + 5000);
+  assert.deepEqual(r.msgs.map((m) => m.seq), [1, 2, 3, 4]);
+  assert.deepEqual(r.temp.map((p) => p.y), [51, 52, 53, 54]);
 });
 
-Deno.test("mergeTelemetry respects the point cap", () => {
-  const s = newTrendStore();
-  mergeTelemetry(s, [...Array(50).keys()].map(tel), T0 + 60_000, 600_000, 10);
+Deno.test("mergeTelemetry respects the message cap", () => {
+  const s = newTrendStore({ maxMsgs: 10 });
+  mergeTelemetry(s, [...Array(50).keys()].map(tel), T0 + 60_000);
   assert.equal(s.msgs.length, 10);
   assert.equal(s.msgs[0].seq, 40);
   assert.equal(s.keys.size, 10);

@@ -43,13 +43,14 @@ export default function Device(
         </h1>
         <p class="sub">
           Topic prefix <code>{prefix}</code>, alarm above {cfg.raiseAboveC}{" "}
-          C, clears below {cfg.clearBelowC} C
+          °C, clears below {cfg.clearBelowC} °C
         </p>
       </header>
       <LiveHmi
         mqttWsUrl={cfg.mqttWsUrl}
         topicPrefix={prefix}
         device={name}
+        fleetPrefix={cfg.topicPrefix}
         raiseAboveC={cfg.raiseAboveC}
         clearBelowC={cfg.clearBelowC}
         intervalMs={cfg.intervalMs}
