@@ -10,7 +10,8 @@
  * 3. End to end: register read -> MQTT subscriber through Mosquitto, vs
  *    Mosquitto's own publish -> subscriber round trip.
  * 4. Alarm rule evaluations per second; payload encode cost per message.
- * 5. HMI bundle sizes (if static/build/ exists).
+ * 5. HMI bundle sizes (if static/build/ exists) and, in headless Chromium,
+ *    the trend chart's update time with a full 10-minute window.
  * 6. Soak (not in the default set, ~3 min): `soak.ts` with its defaults;
  *    poller RSS, heap and fds over time under faults and broker outages.
  *
@@ -720,7 +721,10 @@ async function benchBundle(): Promise<void> {
   const dir = new URL("./static/build/", import.meta.url).pathname;
   let files: Deno.DirEntry[];
   try {
-    files = [...Deno.readDirSync(dir)].filter((e) => e.isFile);
+    // Precompressed .gz copies are the same bundles: not counted twice.
+    files = [...Deno.readDirSync(dir)].filter((e) =>
+      e.isFile && !e.name.endsWith(".gz")
+    );
   } catch {
     row("5 HMI bundle", "static/build/", "not built; skipped", "-");
     return;
@@ -749,6 +753,75 @@ async function benchBundle(): Promise<void> {
     `${f(raw / 1024)} KiB (gzip ${f(gz / 1024)} KiB)`,
     "-",
   );
+  await benchChart(dir, files.map((e) => e.name));
+}
+
+/**
+ * The trend chart's update time (both charts, 3 series, 900x300 canvases)
+ * with a full 10-minute window, in headless Chromium: the built chart
+ * chunk served from a loopback server, timed by the same code as
+ * tests/browser_fleet_test.ts. Floor: the same update with empty series.
+ */
+async function benchChart(dir: string, names: string[]): Promise<void> {
+  const { which } = await import("./tests/_support.ts");
+  const chunk = names.find((n) => /^hmi_chart-[A-Z0-9]+\.js$/.test(n));
+  const skip = !which("chromium")
+    ? "chromium not installed"
+    : chunk
+    ? ""
+    : "no chart chunk built";
+  if (skip) {
+    row("5 HMI chart", "trend chart update", `skipped: ${skip}`, "-");
+    return;
+  }
+  const { launchChromium, measureChartUpdates } = await import(
+    "./tests/_browser.ts"
+  );
+  const server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+    async (req) => {
+      const name = new URL(req.url).pathname.replace(/^\/build\//, "");
+      if (names.includes(name)) {
+        return new Response(await Deno.readFile(dir + name), {
+          headers: { "content-type": "text/javascript" },
+        });
+      }
+      return new Response("<!DOCTYPE html><title>chart</title><body></body>", {
+        headers: { "content-type": "text/html" },
+      });
+    },
+  );
+  const profile = await Deno.makeTempDir({ prefix: "bench-chromium-" });
+  try {
+    const browser = await launchChromium(profile);
+    try {
+      const page = await browser.newPage();
+      await page.setViewport({ width: 1280, height: 900 });
+      const base = `http://127.0.0.1:${server.addr.port}`;
+      await page.goto(`${base}/`);
+      const [floor, ...t] = await measureChartUpdates(
+        page,
+        `${base}/build/${chunk}`,
+        [0, 600, 2400],
+        300,
+      );
+      for (const m of t) {
+        row(
+          "5 HMI chart",
+          `trend update, full 10-min window, ${m.points} points/series (${m.updates} updates) p50 / p99`,
+          `${f(m.p50, 2)} / ${f(m.p99, 2)} ms`,
+          `empty chart ${f(floor.p50, 2)} / ${
+            f(floor.p99, 2)
+          } ms; frame 16.7 ms`,
+        );
+      }
+    } finally {
+      await browser.close();
+    }
+  } finally {
+    await server.shutdown();
+    await Deno.remove(profile, { recursive: true });
+  }
 }
 
 // ---- main -------------------------------------------------------------------
