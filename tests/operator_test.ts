@@ -252,3 +252,51 @@ Deno.test("alarm acknowledgement: ISA-18.2 states on the retained alarms/state t
     await t.close();
   }
 });
+
+Deno.test("alarm cleared before it is acknowledged: cleared-unacknowledged until acked, then normal", async () => {
+  const t = await setup();
+  const state = () => ((t.sub.on("demo/alarms/state").at(-1)?.json.alarms as {
+    state: string;
+  }[])?.[0]?.state);
+  const setpoint = (id: string, value: number) =>
+    t.send("demo/cmd/setpoint", { id, value, ts: new Date().toISOString() });
+  try {
+    await setpoint("hot", 4000);
+    await t.sub.waitFor(
+      "active-unacknowledged",
+      () => state() === "active-unacknowledged",
+    );
+    await setpoint("cool", 3000);
+    await t.sub.waitFor(
+      "cleared",
+      (m) => m.topic === "demo/alarms" && m.json.state === "cleared",
+    );
+    await t.sub.waitFor(
+      "cleared-unacknowledged",
+      () => state() === "cleared-unacknowledged",
+    );
+    // Retained: a page opened now still sees the unacknowledged alarm.
+    const late = await Recorder.connect(t.url, "demo/alarms/state");
+    try {
+      const m = await late.waitFor("retained state", (x) => x.retain);
+      const a = (m.json.alarms as Record<string, unknown>[])[0];
+      assert.equal(a.state, "cleared-unacknowledged");
+      assert.equal(typeof a.raised_ts, "string");
+      assert.equal(typeof a.cleared_ts, "string");
+    } finally {
+      await late.close();
+    }
+    await t.send("demo/cmd/ack", { id: "late-ack", alarm: "temp_high" });
+    assert.equal(
+      (await result(t.sub, "late-ack", "demo/cmd/ack/result")).json.ok,
+      true,
+    );
+    await t.sub.waitFor("normal", () => state() === "normal");
+    const acked = t.sub.on("demo/alarms").filter((m) =>
+      m.json.state === "acked"
+    );
+    assert.equal(acked.length, 1);
+  } finally {
+    await t.close();
+  }
+});
