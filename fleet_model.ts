@@ -113,10 +113,17 @@ export interface FleetState {
   pollers: Map<string, Status>;
   /** Messages rejected by the contract parsers. */
   rejected: number;
+  /** The latest rejected message's topic and why (for the console log). */
+  lastRejected: { topic: string; error: string } | null;
 }
 
 export function newFleetState(): FleetState {
-  return { devices: new Map(), pollers: new Map(), rejected: 0 };
+  return {
+    devices: new Map(),
+    pollers: new Map(),
+    rejected: 0,
+    lastRejected: null,
+  };
 }
 
 function deviceOf(s: FleetState, name: string): FleetDevice {
@@ -152,7 +159,7 @@ export function applyFleetMessage(
   switch (t.kind) {
     case "telemetry": {
       const r = parseTelemetry(payload);
-      if (!r.ok) return reject(s);
+      if (!r.ok) return reject(s, topic, r.error);
       const d = deviceOf(s, t.name);
       const prev = d.last;
       if (prev && r.value.seq === prev.seq + 1) {
@@ -165,13 +172,13 @@ export function applyFleetMessage(
     }
     case "alarmsState": {
       const r = parseAlarmsState(payload);
-      if (!r.ok) return reject(s);
+      if (!r.ok) return reject(s, topic, r.error);
       deviceOf(s, t.name).alarms = r.value;
       return true;
     }
     case "status": {
       const r = parseStatus(payload);
-      if (!r.ok) return reject(s);
+      if (!r.ok) return reject(s, topic, r.error);
       const d = deviceOf(s, t.name);
       const poller = (r.value as DeviceStatus).poller;
       d.status = typeof poller === "string" && isDeviceName(poller)
@@ -181,15 +188,16 @@ export function applyFleetMessage(
     }
     case "poller": {
       const r = parseStatus(payload);
-      if (!r.ok) return reject(s);
+      if (!r.ok) return reject(s, topic, r.error);
       s.pollers.set(t.name, r.value);
       return true;
     }
   }
 }
 
-function reject(s: FleetState): false {
+function reject(s: FleetState, topic: string, error: string): false {
   s.rejected++;
+  s.lastRejected = { topic, error };
   return false;
 }
 

@@ -31,8 +31,11 @@ import {
 import {
   type BrokerState,
   brokerStateAfter,
+  flushRejectLog,
   formatDuration,
   formatNumber,
+  newRejectLog,
+  noteRejection,
 } from "../hmi_model.ts";
 
 /** At most one render per this many ms (plus one animation frame). */
@@ -95,6 +98,7 @@ function Row({ r }: { r: FleetRow }) {
 
 export default function FleetOverview(props: FleetProps) {
   const fleet = useRef(newFleetState()).current;
+  const rejectLog = useRef(newRejectLog()).current;
   const [renders, setRenders] = useState(0);
   const [broker, setBroker] = useState<BrokerState>("connecting");
   const [filter, setFilter] = useState("");
@@ -154,12 +158,24 @@ export default function FleetOverview(props: FleetProps) {
         });
       });
       c.on("message", (topic: string, payload: Uint8Array) => {
-        applyFleetMessage(fleet, props.topicPrefix, topic, payload, Date.now());
+        const now = Date.now();
+        const before = fleet.rejected;
+        applyFleetMessage(fleet, props.topicPrefix, topic, payload, now);
+        if (fleet.rejected !== before && fleet.lastRejected) {
+          // Logged, rate-limited (hmi_model.ts noteRejection); never shown.
+          const { topic: t, error } = fleet.lastRejected;
+          const line = noteRejection(rejectLog, t, error, now);
+          if (line) console.warn(line);
+        }
         schedule();
       });
     }).catch(() => setBroker("offline"));
     // Staleness moves with the clock even when nothing arrives.
-    const tick = setInterval(schedule, 1000);
+    const tick = setInterval(() => {
+      const line = flushRejectLog(rejectLog, Date.now());
+      if (line) console.warn(line);
+      schedule();
+    }, 1000);
     return () => {
       closed = true;
       clearInterval(tick);

@@ -78,9 +78,10 @@ async function newPage(cleanup: Cleanup) {
   const browser = await launchChromium(userDataDir);
   cleanup.push(() => browser.close());
   const page = await browser.newPage();
-  const errors = collectPageErrors(page);
+  const ownWarnings: string[] = [];
+  const errors = collectPageErrors(page, ownWarnings);
   await page.setViewport({ width: 1280, height: 900 });
-  return { page, errors };
+  return { page, errors, ownWarnings };
 }
 
 const rowCells = (p: Page, name: string) =>
@@ -130,7 +131,7 @@ Deno.test({
       const fleet = startFleet(cfg, specs, { log, pollerName: "ui" });
       cleanup.push(() => fleet.stop());
 
-      const { page: p, errors } = await newPage(cleanup);
+      const { page: p, errors, ownWarnings } = await newPage(cleanup);
       page = p;
       const t0 = performance.now();
       const res = await p.goto(`${base}/fleet`, {
@@ -174,6 +175,51 @@ Deno.test({
         ),
         "/device/inv-12",
       );
+      // Hostile input on every topic the overview subscribes to: malformed
+      // JSON, wrong types, 300 KB. Counted, logged (rate-limited), ignored.
+      const rec = await Recorder.connect(env.MQTT_URL, `${prefix}/#`);
+      cleanup.push(() => rec.close());
+      const huge = JSON.stringify({ pad: "x".repeat(300 * 1024) });
+      const garbage: [string, string][] = [];
+      for (
+        const [topic, wrongTypes] of [
+          [`${prefix}/inv-3/telemetry`, { ts: 1, seq: "2", quality: "good" }],
+          [`${prefix}/inv-3/alarms/state`, { ts: "now", alarms: {} }],
+          [`${prefix}/inv-3/status`, { state: "up", ts: "now" }],
+          [`${prefix}/_pollers/ui/status`, { state: 1, ts: "now" }],
+        ] as const
+      ) {
+        garbage.push([topic, "{not json"]);
+        garbage.push([topic, JSON.stringify(wrongTypes)]);
+        garbage.push([topic, huge]);
+      }
+      for (const [topic, payload] of garbage) {
+        await rec.client.publishAsync(topic, payload, { qos: 1 });
+      }
+      await p.waitForFunction(
+        (want) => document.getElementById("rejected")?.textContent === want,
+        { timeout: 10_000 },
+        `${garbage.length} invalid messages ignored`,
+      );
+      const renders = Number(
+        await p.$eval(
+          "#fleet-table",
+          (t) => (t as HTMLElement).dataset.renders,
+        ),
+      );
+      await p.waitForFunction(
+        (r) => {
+          const t = document.getElementById("fleet-table");
+          return Number(t?.dataset.renders) > r + 2 && t?.dataset.good === "20";
+        },
+        { timeout: 5_000 },
+        renders,
+      );
+      const [, online3, quality3] = await rowCells(p, "inv-3");
+      assert.deepEqual([online3, quality3], ["online", "good"]);
+      assert.ok(ownWarnings.length >= 5 && ownWarnings.length <= 6);
+      assert.match(ownWarnings[0], /^hmi: ignored an invalid message on /);
+
       // Natural name order when nothing is wrong.
       const order = await p.$$eval(
         "#fleet-table tr.row",
@@ -255,8 +301,6 @@ Deno.test({
       // The fleet poller process dies: only its will on
       // {prefix}/_pollers/{poller}/status says so (the device statuses it
       // kept stay "online"). The device page follows the will.
-      const rec = await Recorder.connect(env.MQTT_URL, `${prefix}/#`);
-      cleanup.push(() => rec.close());
       const devStatus = await rec.waitFor(
         "inv-7 retained status",
         (m) => m.topic === `${prefix}/inv-7/status`,

@@ -177,6 +177,11 @@ Deno.test("invalid payloads are counted and change nothing", () => {
     false,
   );
   assert.equal(s.rejected, 3);
+  // The latest rejection, for the island's console log.
+  assert.deepEqual(s.lastRejected, {
+    topic: "site/inv-1/status",
+    error: "status.state not online|offline",
+  });
   assert.equal(s.devices.size, 0);
   // Not a fleet topic: ignored, not counted.
   assert.equal(
