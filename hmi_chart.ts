@@ -64,7 +64,7 @@ const COLORS = {
 /** Room right of the temperature plot for the threshold labels, px. */
 const LABEL_GUTTER_PX = 78;
 /** Width of the left value axes, px: both plots start at the same x. */
-const LEFT_AXIS_PX = 58;
+const LEFT_AXIS_PX = 68;
 /** Fixed axis widths so the two charts' time axes line up. */
 const fixWidth = (px: number) => (axis: Scale) => {
   axis.width = px;
