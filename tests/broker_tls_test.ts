@@ -361,7 +361,7 @@ Deno.test({
     "broker TLS: a key that is not a key, or not the certificate's, is a one-line ConfigError; TLS on the WebSocket only works",
   ignore: noOpenssl,
   async fn() {
-    await withCerts(async ({ dir }) => {
+    await withCerts(({ dir }) => {
       const cfg = (certFile: string, keyFile: string) =>
         parseConfig(BROKER_SPEC, [], {
           BROKER_HOST: "127.0.0.1",
@@ -391,6 +391,7 @@ Deno.test({
       assert.equal(wsOnly.tcpTls, false);
       assert.equal(wsOnly.wsTls, true);
       assert.equal(wsOnly.wsPort, 9443);
+      return Promise.resolve();
     });
   },
 });
