@@ -30,7 +30,13 @@
  */
 import { mkdirSync } from "node:fs";
 import { DatabaseSync, type StatementSync } from "node:sqlite";
-import { markReplayed, type MessageKind, type OutMessage } from "./outbox.ts";
+import {
+  markReplayed,
+  type MessageKind,
+  type OutMessage,
+  textMessage,
+  wirePayload,
+} from "./outbox.ts";
 
 /** Table layout version (PRAGMA user_version). */
 const SCHEMA = 1;
@@ -65,7 +71,7 @@ export class OutboxStore {
   #nextId = 1;
   /** Ids above this are queued, not yet written. */
   #committedId = 0;
-  #pending: OutMessage[] = [];
+  #pending: { msg: OutMessage; payload: string }[] = [];
   /** Queued ids removed before their row was written. */
   #cancelled = new Set<number>();
   #deletes: number[] = [];
@@ -172,16 +178,14 @@ export class OutboxStore {
       if (!KINDS.has(kind) || typeof payload !== "string") {
         throw new Error(`MQTT_BUFFER_DIR: ${this.path} row ${id} is invalid`);
       }
-      messages.push({
+      messages.push(textMessage(
         kind,
-        topic: r.topic as string,
+        r.topic as string,
         // Sent live but not acknowledged: a consumer may have it already,
         // and this copy comes late, so it is a replay either way.
-        payload: r.replayed ? payload : markReplayed(payload),
-        retain: r.retain === 1,
-        replayed: true,
-        storeId: id,
-      });
+        r.replayed ? payload : markReplayed(payload),
+        { retain: r.retain === 1, replayed: true, storeId: id },
+      ));
     }
     return { messages, seqs: new Map(this.#seqs) };
   }
@@ -202,10 +206,18 @@ export class OutboxStore {
       this.#dirtySeqs.size > 0;
   }
 
-  /** Queue a row for `msg` (sets `msg.storeId`). */
-  add(msg: OutMessage): void {
+  /**
+   * Queue a row for `msg` (sets `msg.storeId`); `payload` is its wire text
+   * if the caller has it already.
+   */
+  add(msg: OutMessage, payload: string = wirePayload(msg)): void {
     msg.storeId = this.#nextId++;
-    this.#pending.push(msg);
+    this.#pending.push({ msg, payload });
+  }
+
+  /** True when `msg` has no row waiting to be written. */
+  isCommitted(msg: OutMessage): boolean {
+    return msg.storeId === undefined || msg.storeId <= this.#committedId;
   }
 
   /** Queue the deletion of `msg`'s row (acknowledged, or dropped). */
@@ -228,13 +240,13 @@ export class OutboxStore {
     const db = this.#db;
     db.exec("BEGIN");
     try {
-      for (const m of this.#pending) {
+      for (const { msg: m, payload } of this.#pending) {
         if (this.#cancelled.has(m.storeId!)) continue;
         this.#insert.run(
           m.storeId!,
           m.kind,
           m.topic,
-          m.payload,
+          payload,
           m.retain ? 1 : 0,
           m.replayed ? 1 : 0,
         );
@@ -262,7 +274,7 @@ export class OutboxStore {
     }
     this.stats.transactions++;
     if (this.#pending.length) {
-      this.#committedId = this.#pending.at(-1)!.storeId!;
+      this.#committedId = this.#pending.at(-1)!.msg.storeId!;
     }
     this.#pending = [];
     this.#cancelled.clear();
@@ -276,8 +288,10 @@ export class OutboxStore {
    * high-water mark after a long outage.
    */
   compactIfIdle(): boolean {
+    if (this.#deletedSinceVacuum + this.#deletes.length < VACUUM_EVERY) {
+      return false;
+    }
     this.flush();
-    if (this.#deletedSinceVacuum < VACUUM_EVERY) return false;
     this.#deletedSinceVacuum = 0;
     const free = this.#db.prepare("PRAGMA freelist_count").get()!
       .freelist_count as number;

@@ -33,6 +33,7 @@ import {
   type MessageKind,
   Outbox,
   type OutMessage,
+  wirePayload,
 } from "./outbox.ts";
 import { OutboxStore } from "./outbox_store.ts";
 import { backoffDelayMs, type BackoffParams } from "./schedule.ts";
@@ -211,14 +212,14 @@ export class Publisher {
     body: Record<string, unknown>,
     retain = false,
   ): void {
-    const msg = makeMessage(kind, topic, body, {
+    const { msg, payload } = makeMessage(kind, topic, body, {
       retain,
       replayed: !this.connected,
     });
     const dropped = this.outbox.push(msg);
     const store = this.#store;
     if (store) {
-      if (!isSessionBound(body, retain)) store.add(msg);
+      if (!isSessionBound(body, retain)) store.add(msg, payload);
       for (const d of dropped) store.delete(d);
       if (kind === "telemetry" && typeof body.seq === "number") {
         store.noteSeq(topic, body.seq);
@@ -394,13 +395,15 @@ export class Publisher {
       { qos: 1, retain: true },
     );
     for (const filter of this.#subs.keys()) c.subscribe(filter, { qos: 1 });
-    // Everything not acknowledged goes again, oldest first.
-    this.outbox.rewind();
     this.#pump();
   }
 
   #onClose(): void {
+    // Everything not acknowledged goes again on the next connection, oldest
+    // first. (Not at "connect": mqtt.js reports connected a moment before
+    // it emits that, and a send in between has been published already.)
     this.#inflight.clear();
+    this.outbox.rewind();
     if (this.#stopping || this.#reconnectTimer !== undefined) return;
     this.#failures++;
     const delay = backoffDelayMs(
@@ -426,15 +429,21 @@ export class Publisher {
   #pump(): void {
     const c = this.#client;
     if (!c?.connected) return;
-    // Nothing leaves the process before its row (and seq) is committed.
-    if (this.#store?.pendingInserts) this.#flushStore();
+    const store = this.#store;
     while (this.#inflight.size < WINDOW) {
-      const m = this.outbox.takeNext();
+      const m = this.outbox.peekNext();
       if (!m) break;
+      // Nothing leaves the process before its row (and seq) is committed;
+      // the flush timer commits it and pumps again.
+      if (store && !store.isCommitted(m)) {
+        this.#scheduleFlush();
+        break;
+      }
+      this.outbox.takeNext();
       this.#inflight.add(m);
       c.publish(
         m.topic,
-        m.payload,
+        wirePayload(m),
         { qos: 1, retain: m.retain },
         (err) => {
           const mine = this.#inflight.delete(m);

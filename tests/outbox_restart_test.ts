@@ -91,7 +91,7 @@ Deno.test("poller killed (SIGKILL) during a broker outage: the next run replays 
     const lastSeq = store.lastSeq("demo/telemetry");
     store.close();
     const leftSeqs = left.filter((m) => m.kind === "telemetry").map((m) =>
-      JSON.parse(m.payload).seq as number
+      JSON.parse(m.payload!).seq as number
     );
     assert.ok(leftSeqs.length >= 20, `${leftSeqs.length} rows left`);
     assert.deepEqual(

@@ -10,7 +10,7 @@ import { Publisher } from "../publisher.ts";
 import { ConfigError } from "../cli.ts";
 
 const tel = (seq: number, replayed: boolean): OutMessage =>
-  makeMessage("telemetry", "demo/telemetry", { seq }, { replayed });
+  makeMessage("telemetry", "demo/telemetry", { seq }, { replayed }).msg;
 
 async function withDir(fn: (dir: string) => Promise<void> | void) {
   const dir = await Deno.makeTempDir({ prefix: "outbox-store-" });
@@ -46,11 +46,11 @@ Deno.test("store: reopen loads unsent rows in order, marked replayed; acknowledg
     const ms = [tel(1, false), tel(2, false), tel(3, true), tel(4, true)];
     const alarm = makeMessage("alarm", "demo/alarms", { state: "raised" }, {
       replayed: true,
-    });
+    }).msg;
     const state = makeMessage("event", "demo/alarms/state", { alarms: [] }, {
       retain: true,
       replayed: false,
-    });
+    }).msg;
     for (const m of [...ms, alarm, state]) s1.add(m);
     s1.noteSeq("demo/telemetry", 4);
     s1.flush();
@@ -128,7 +128,7 @@ Deno.test("store: the outbox bounds hold for the rows, across a restart too; seq
 
     const s = OutboxStore.open(dir);
     assert.deepEqual(
-      s.load().messages.map((m) => `${m.kind[0]}${JSON.parse(m.payload).seq}`),
+      s.load().messages.map((m) => `${m.kind[0]}${JSON.parse(m.payload!).seq}`),
       ["a4", "t8", "a8", "t9", "t10", "t11", "t12", "a12"],
     );
     s.close();
@@ -159,7 +159,7 @@ Deno.test("store: the outbox bounds hold for the rows, across a restart too; seq
     const left = s3.load().messages;
     s3.close();
     assert.deepEqual(
-      left.map((m) => `${m.kind[0]}${JSON.parse(m.payload).seq}`),
+      left.map((m) => `${m.kind[0]}${JSON.parse(m.payload!).seq}`),
       ["a4", "a8", "a12", "t13"],
       "alarms kept beyond the byte bound, telemetry dropped oldest first",
     );
@@ -176,7 +176,7 @@ Deno.test("store: the file gives its space back once a long outage has drained",
       (_, i) =>
         makeMessage("telemetry", "demo/telemetry", { seq: i, pad }, {
           replayed: true,
-        }),
+        }).msg,
     );
     for (const m of ms) s.add(m);
     s.flush();

@@ -3,17 +3,20 @@ import {
   encodeMessage,
   makeMessage,
   markReplayed,
-  messageBytes,
   Outbox,
   type OutMessage,
+  textMessage,
+  wirePayload,
 } from "../outbox.ts";
 
 const t = (n: number, replayed = false): OutMessage =>
-  makeMessage("telemetry", "demo/telemetry", { seq: n }, { replayed });
+  makeMessage("telemetry", "demo/telemetry", { seq: n }, { replayed }).msg;
 const a = (n: number): OutMessage =>
-  makeMessage("alarm", "demo/alarms", { seq: n }, { replayed: true });
+  makeMessage("alarm", "demo/alarms", { seq: n }, { replayed: true }).msg;
 const seqs = (ms: readonly OutMessage[]) =>
-  ms.map((m) => JSON.parse(m.payload).seq);
+  ms.map((m) => JSON.parse(wirePayload(m)).seq);
+
+const sizeOf = (m: OutMessage) => m.topic.length + wirePayload(m).length;
 
 Deno.test("keeps order and drops the oldest telemetry first when full", () => {
   const box = new Outbox({ maxTelemetry: 3 });
@@ -40,14 +43,14 @@ Deno.test("alarm events are never dropped", () => {
 });
 
 Deno.test("byte bound: oldest telemetry goes first; alarms and events stay even beyond it", () => {
-  const size = messageBytes(t(10));
+  const size = sizeOf(t(10));
   const box = new Outbox({ maxTelemetry: 1000, maxBytes: 3 * size });
   for (let i = 10; i < 15; i++) box.push(t(i));
   assert.deepEqual(seqs(box.toArray()), [12, 13, 14]);
   assert.equal(box.bytes, 3 * size);
   assert.equal(box.lastDropReason, "bytes");
   // An alarm pushes out telemetry to make room (it is bigger: two go)...
-  assert.ok(messageBytes(a(15)) > size);
+  assert.ok(sizeOf(a(15)) > size);
   assert.deepEqual(seqs(box.push(a(15))), [12, 13]);
   // ...and alarms alone may exceed the bound; new telemetry then goes at once.
   for (let i = 16; i < 20; i++) box.push(a(i));
@@ -127,7 +130,7 @@ Deno.test("lazy deletion and compaction keep order, cursor and counts (random op
   );
   assert.equal(
     box.bytes,
-    model.reduce((s, m) => s + messageBytes(m), 0),
+    model.reduce((s, m) => s + sizeOf(m), 0),
   );
 });
 
@@ -169,9 +172,15 @@ Deno.test("buffering and draining 200k messages is linear, not quadratic", () =>
   assert.ok(large < 3000, `${large.toFixed(0)} ms for ${4 * n} messages`);
 });
 
-Deno.test("replayed messages are marked on the wire", () => {
-  assert.equal(t(1).payload, '{"seq":1}');
-  assert.equal(t(1, true).payload, '{"seq":1,"replayed":true}');
+Deno.test("replayed messages are marked on the wire; size is topic + payload", () => {
+  assert.equal(wirePayload(t(1)), '{"seq":1}');
+  assert.equal(wirePayload(t(1, true)), '{"seq":1,"replayed":true}');
+  const made = makeMessage("alarm", "x/alarms", { a: 1 }, { replayed: true });
+  assert.equal(made.payload, '{"a":1,"replayed":true}');
+  assert.equal(made.msg.bytes, "x/alarms".length + made.payload.length);
+  const text = textMessage("event", "x/e", '{"b":2}', { replayed: true });
+  assert.equal(wirePayload(text), '{"b":2}');
+  assert.equal(text.bytes, 3 + 7);
   assert.equal(
     encodeMessage({ body: { seq: 1 }, replayed: true }),
     '{"seq":1,"replayed":true}',
