@@ -9,6 +9,7 @@
  * log(`connected to ${redact(url)}`);
  * ```
  */
+import { X509Certificate } from "node:crypto";
 
 /** `text` with every occurrence of `secret` masked (for error messages). */
 export function redactSecret(text: string, secret?: string): string {
@@ -20,25 +21,72 @@ export function redactSecret(text: string, secret?: string): string {
  * password from a file (MQTT_PASSWORD_FILE, trailing newline trimmed) wins
  * over MQTT_PASSWORD; a CA file (MQTT_CA_FILE, PEM) becomes `ca` for
  * mqtts:// and wss://. Throws a one-line Error naming the file (never its
- * contents) when a file cannot be read.
+ * contents) when a file cannot be read or the CA file holds no valid
+ * certificate (a junk CA would otherwise show up only as an endless
+ * "self-signed certificate" retry loop).
  */
 export function loadMqttSecrets(
   a: { password?: string; passwordFile?: string; caFile?: string },
 ): { password?: string; ca?: string } {
-  const read = (path: string, what: string) => {
+  const password = a.passwordFile
+    ? readSecretFile(a.passwordFile, "MQTT password file")
+    : a.password || undefined;
+  const ca = a.caFile ? readCaFile(a.caFile, "MQTT CA file") : undefined;
+  return { password, ca };
+}
+
+/**
+ * A secret from a file, one trailing newline trimmed. Throws a one-line
+ * Error naming `what` and the file, never its contents.
+ */
+export function readSecretFile(path: string, what: string): string {
+  return readText(path, what).replace(/\r?\n$/, "");
+}
+
+/**
+ * A PEM file of CA certificates, each block checked to parse as X.509.
+ * Throws a one-line Error naming the file when there is no certificate or
+ * one does not parse.
+ */
+export function readCaFile(path: string, what: string): string {
+  const text = readText(path, what);
+  const blocks = text.match(
+    /-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g,
+  ) ?? [];
+  if (blocks.length === 0) {
+    throw new Error(`${what} ${path}: no PEM certificate in it`);
+  }
+  blocks.forEach((pem, i) => {
     try {
-      return Deno.readTextFileSync(path);
+      new X509Certificate(pem);
     } catch (e) {
+      const why = String((e as Error)?.message ?? e).split("\n")[0];
       throw new Error(
-        `cannot read ${what} ${path}: ${(e as Error).name}`,
+        `${what} ${path}: certificate ${
+          i + 1
+        } of ${blocks.length} does not parse (${why})`,
       );
     }
-  };
-  const password = a.passwordFile
-    ? read(a.passwordFile, "MQTT password file").replace(/\r?\n$/, "")
-    : a.password || undefined;
-  const ca = a.caFile ? read(a.caFile, "MQTT CA file") : undefined;
-  return { password, ca };
+  });
+  return text;
+}
+
+function readText(path: string, what: string): string {
+  try {
+    return Deno.readTextFileSync(path);
+  } catch (e) {
+    throw new Error(`cannot read ${what} ${path}: ${(e as Error).name}`);
+  }
+}
+
+/**
+ * `text` (a URL, or what a user meant as one) with any userinfo masked, for
+ * error messages: everything between the scheme's `//` (or the start) and
+ * the last `@` becomes `***`. Over-masking an `@` in a path is harmless;
+ * echoing a password is not.
+ */
+export function maskUserinfo(text: string): string {
+  return text.replace(/^([A-Za-z][A-Za-z0-9+.-]*:\/\/)?[^]*@/, "$1***@");
 }
 
 /** URL without credentials, for logs. */
