@@ -1,8 +1,13 @@
 /**
  * The HMI server's MQTT subscriber: records every valid telemetry and alarm
  * message of one topic prefix into the History store (history.ts), so pages
- * can draw the recent past before going live. Invalid payloads are logged
- * (rate-limited) and dropped; nothing here throws into the broker client.
+ * can draw the recent past before going live. Invalid payloads (malformed
+ * JSON, wrong types, over 64 KB, dated in the future) are counted, logged
+ * rate-limited and dropped; nothing here throws into the broker client.
+ *
+ * Reconnects back off exponentially with jitter (1 s .. 30 s), driven here
+ * (mqtt.js `reconnectPeriod: 0` + `reconnect()`), as the poller's publisher
+ * does, so many HMIs do not hammer a broker that restarts or refuses them.
  *
  * @example
  * ```ts
@@ -14,7 +19,8 @@ import mqtt from "mqtt";
 import { parseAlarmEvent, parseTelemetry, topicsFor } from "./contract.ts";
 import { deviceOfTopic } from "./fleet_model.ts";
 import type { History } from "./history.ts";
-import { redact } from "./mqtt_secrets.ts";
+import { redact, redactSecret } from "./mqtt_secrets.ts";
+import { backoffDelayMs, type BackoffParams } from "./schedule.ts";
 
 export interface RecorderOptions {
   url: string;
@@ -25,6 +31,9 @@ export interface RecorderOptions {
   topicPrefix: string;
   history: History;
   log: (l: string) => void;
+  /** Reconnect backoff; default 1 s doubling to 30 s, +/-10 % jitter. */
+  reconnect?: BackoffParams;
+  random?: () => number;
 }
 
 export interface HistoryRecorder {
@@ -34,8 +43,19 @@ export interface HistoryRecorder {
   readonly subscribed: Promise<void>;
   /** Connected and subscribed right now. */
   readonly recording: boolean;
+  /** Consecutive failed connection attempts (0 while connected). */
+  readonly failures: number;
   close(): Promise<void>;
 }
+
+export const RECORDER_BACKOFF: BackoffParams = {
+  baseMs: 1000,
+  maxMs: 30_000,
+  jitter: 0.1,
+};
+
+/** Longest reason quoted in a log line (a hostile payload must not flood it). */
+const MAX_REASON = 200;
 
 export function startRecorder(o: RecorderOptions): HistoryRecorder {
   const topics = topicsFor(o.topicPrefix);
@@ -46,22 +66,35 @@ export function startRecorder(o: RecorderOptions): HistoryRecorder {
     `${o.topicPrefix}/+/telemetry`,
     `${o.topicPrefix}/+/alarms`,
   ];
+  const backoff = o.reconnect ?? RECORDER_BACKOFF;
+  const random = o.random ?? Math.random;
   const counts = { telemetry: 0, alarms: 0, rejected: 0 };
   const subscribed = Promise.withResolvers<void>();
+  const url = redact(o.url);
   let recording = false;
+  let failures = 0;
+  let everConnected = false;
   let lastError = "";
+  let stopping = false;
+  let timer: ReturnType<typeof setTimeout> | undefined;
   const client = mqtt.connect(o.url, {
     clientId: `hmi-history-${crypto.randomUUID().slice(0, 8)}`,
     username: o.username || undefined,
     password: o.password || undefined,
     ca: o.ca,
-    reconnectPeriod: 1000,
+    reconnectPeriod: 0,
     connectTimeout: 5000,
     clean: true,
   });
   client.on("connect", () => {
+    failures = 0;
     lastError = "";
-    o.log(`hmi: history recorder connected to ${redact(o.url)}`);
+    o.log(
+      `hmi: history recorder ${
+        everConnected ? "reconnected" : "connected"
+      } to ${url}`,
+    );
+    everConnected = true;
     client.subscribe(subscriptions, { qos: 1 }, (err) => {
       if (err) o.log(`hmi: history subscribe failed: ${err.message}`);
       else {
@@ -70,19 +103,50 @@ export function startRecorder(o: RecorderOptions): HistoryRecorder {
       }
     });
   });
-  client.on("close", () => recording = false);
+  client.on("close", () => {
+    const wasRecording = recording;
+    recording = false;
+    if (stopping || timer !== undefined) return;
+    failures++;
+    const delay = backoffDelayMs(failures, backoff, random());
+    // One line per state change: lost (or never got) the broker. Further
+    // failed tries of the same outage stay quiet unless the reason changes.
+    if (failures === 1) {
+      o.log(
+        `hmi: history recorder ${
+          wasRecording || everConnected ? "disconnected from" : "cannot reach"
+        } ${url}; retrying with backoff (${backoff.baseMs} ms .. ${backoff.maxMs} ms, next in ${delay} ms)`,
+      );
+    }
+    timer = setTimeout(() => {
+      timer = undefined;
+      if (!stopping) client.reconnect();
+    }, delay);
+  });
   client.on("error", (e) => {
     // Log a changed reason once, not every reconnect attempt.
-    if (e.message !== lastError) {
-      lastError = e.message;
-      o.log(`hmi: history recorder: ${e.message}`);
+    const msg = redactSecret(e.message, o.password);
+    if (msg === lastError) return;
+    lastError = msg;
+    if (/not authori[sz]ed|bad user ?name or password/i.test(msg)) {
+      // The same wording as the poller (publisher.ts): one clear line, and
+      // the backoff goes on (the broker's password file may be fixed live).
+      o.log(
+        `hmi: history recorder: broker rejected the credentials of user "${
+          o.username ?? ""
+        }" (${msg}); retrying with backoff`,
+      );
+      return;
     }
+    o.log(`hmi: history recorder: ${msg}`);
   });
   const reject = (topic: string, error: string) => {
     counts.rejected++;
     if (counts.rejected <= 10 || counts.rejected % 100 === 0) {
       o.log(
-        `hmi: dropped invalid message on ${topic}: ${error} (${counts.rejected} so far)`,
+        `hmi: dropped invalid message on ${topic}: ${
+          error.slice(0, MAX_REASON)
+        } (${counts.rejected} so far)`,
       );
     }
   };
@@ -93,17 +157,20 @@ export function startRecorder(o: RecorderOptions): HistoryRecorder {
       if (topic === topics.telemetry || fleetTel !== null) {
         const r = parseTelemetry(payload);
         if (!r.ok) return reject(topic, r.error);
-        o.history.recordTelemetry(r.value, fleetTel);
+        const rec = o.history.recordTelemetry(r.value, fleetTel);
+        if (!rec.ok) return reject(topic, rec.error);
         counts.telemetry++;
       } else if (topic === topics.alarms || fleetAlarm !== null) {
         const r = parseAlarmEvent(payload);
         if (!r.ok) return reject(topic, r.error);
-        o.history.recordAlarm(r.value, fleetAlarm);
+        const rec = o.history.recordAlarm(r.value, fleetAlarm);
+        if (!rec.ok) return reject(topic, rec.error);
         counts.alarms++;
       }
     } catch (e) {
-      // A full disk or a closed database must not take the HMI down.
-      o.log(`hmi: recording ${topic} failed: ${(e as Error).message}`);
+      // A full disk, a closed database or a payload too deep to store must
+      // not take the HMI down.
+      reject(topic, `recording failed: ${(e as Error)?.message ?? e}`);
     }
   });
   let closed: Promise<void> | null = null;
@@ -113,7 +180,13 @@ export function startRecorder(o: RecorderOptions): HistoryRecorder {
     get recording() {
       return recording && client.connected;
     },
+    get failures() {
+      return failures;
+    },
     close() {
+      stopping = true;
+      clearTimeout(timer);
+      timer = undefined;
       closed ??= new Promise<void>((resolve) => {
         client.end(true, {}, () => resolve());
       });
