@@ -2,7 +2,8 @@
  * Builds the island bundles with npm:esbuild into `static/build/`: one boot
  * module that hydrates the islands found in the page, one code-split chunk
  * per island (loaded by dynamic import), shared chunks, all minified with
- * hashed names, and `manifest.json` for the server (see fresh.ts).
+ * hashed names, a gzip copy of each (`.js.gz`, served precompressed), and
+ * `manifest.json` for the server (see fresh.ts).
  *
  * Bare imports (`preact`, `chart.js`, `mqtt/dist/mqtt.esm`) resolve through
  * Deno: deno.json's import map and the Deno npm cache. With
@@ -18,6 +19,7 @@
  * `deno task build` runs it alone; `hmi.ts` runs it at start.
  */
 import * as esbuild from "esbuild";
+import { gzipSync } from "node:zlib";
 import { type IslandManifest, islandName } from "./fresh.ts";
 
 export interface BuildOptions {
@@ -261,10 +263,20 @@ export async function buildIslands(
       JSON.stringify(manifest, null, 2) + "\n",
     );
     await Deno.rename(tmpManifest, `${outPath}/manifest.json`);
+    // Precompressed copies, served when the browser accepts gzip: level 9
+    // once here instead of on the fly per request (the budgets are gzip).
+    for (const f of Object.keys(files).filter((f) => f.endsWith(".js"))) {
+      const name = f.slice("/build/".length);
+      const gz = gzipSync(await Deno.readFile(`${outPath}/${name}`), {
+        level: 9,
+      });
+      const tmpGz = `${outPath}/.${name}-${crypto.randomUUID()}.gz`;
+      await Deno.writeFile(tmpGz, gz);
+      await Deno.rename(tmpGz, `${outPath}/${name}.gz`);
+    }
     for (const e of Deno.readDirSync(outPath)) {
-      if (
-        e.isFile && e.name.endsWith(".js") && !(`/build/${e.name}` in files)
-      ) {
+      const js = e.name.replace(/\.gz$/, "");
+      if (e.isFile && js.endsWith(".js") && !(`/build/${js}` in files)) {
         await Deno.remove(`${outPath}/${e.name}`).catch(() => {});
       }
     }

@@ -12,8 +12,12 @@
  *   at render time each island is wrapped in a marker element and its props
  *   are serialized as JSON (safe inside `<script>`), and a boot script built
  *   by `build.ts` hydrates them in the browser.
- * - `static/`: files served as is; `static/build/` holds hashed bundles,
- *   served with `Cache-Control: immutable`.
+ * - `static/`: files served as is with an ETag and `Cache-Control:
+ *   no-cache` (revalidate); `static/build/` holds hashed bundles, served
+ *   with `Cache-Control: immutable` and precompressed (`.gz`, written by
+ *   build.ts) when the client accepts gzip. Other text responses are
+ *   compressed on the fly.
+ * - optional HTTP Basic auth in front of everything but `open` paths.
  *
  * @example
  * ```ts
@@ -24,7 +28,13 @@
  */
 import { Hono } from "hono";
 import type { Context } from "hono";
-import { serveStatic } from "hono/deno";
+import { serveStatic as baseServeStatic } from "hono/serve-static";
+import type { ServeStaticOptions } from "hono/serve-static";
+import { join } from "node:path";
+import { basicAuth } from "hono/basic-auth";
+import { compress } from "hono/compress";
+import { etag } from "hono/etag";
+import { HTTPException } from "hono/http-exception";
 import { type ComponentType, h, options, type VNode } from "preact";
 import { renderToString } from "preact-render-to-string";
 
@@ -85,7 +95,54 @@ export interface AppOptions<S> {
   state: S;
   /** Content-Security-Policy header value for every response. */
   csp: string;
+  /** HTTP Basic auth for every path but `open` ones; none: no auth. */
+  auth?: BasicAuthOptions;
 }
+
+export interface BasicAuthOptions {
+  realm: string;
+  users: { username: string; password: string }[];
+  /** Paths served without credentials (exact matches). */
+  open?: string[];
+}
+
+/**
+ * hono's static file middleware reading whole files (ours are small). Not
+ * hono/deno's: that one opens a file stream and, when it then serves the
+ * precompressed `.gz` instead, never closes the first file.
+ */
+function serveStatic(o: ServeStaticOptions) {
+  const isFile = async (path: string) => {
+    try {
+      return (await Deno.stat(path)).isFile;
+    } catch {
+      return false;
+    }
+  };
+  return baseServeStatic({
+    ...o,
+    join,
+    isDir: async (path) => {
+      try {
+        return (await Deno.stat(path)).isDirectory;
+      } catch {
+        return false;
+      }
+    },
+    getContent: async (path) => {
+      if (!await isFile(path)) return null;
+      try {
+        return await Deno.readFile(path);
+      } catch (e) {
+        if (e instanceof Deno.errors.NotFound) return null;
+        throw e;
+      }
+    },
+  });
+}
+
+/** A hashed bundle name written by build.ts (`chunk-ABCD1234.js`). */
+const HASHED = /-[A-Z0-9]{8}\.js$/;
 
 // ---- Islands -------------------------------------------------------------
 
@@ -260,7 +317,7 @@ const HTML_HEADERS = {
 
 /** Build the Hono app: static files, discovered routes, headers, 404. */
 export async function createApp<S>(opts: AppOptions<S>): Promise<Hono> {
-  const { root, manifest, state, csp } = opts;
+  const { root, manifest, state, csp, auth } = opts;
   await loadIslands(new URL("islands/", root));
   const routesDir = new URL("routes/", root);
   const files = await listFiles(routesDir);
@@ -274,6 +331,9 @@ export async function createApp<S>(opts: AppOptions<S>): Promise<Hono> {
   const NotFound = notFoundFile ? (await load(notFoundFile)).default : null;
 
   const hono = new Hono();
+  // Text responses on the fly (gzip/deflate as the client accepts); the
+  // precompressed bundles already carry Content-Encoding and are left alone.
+  hono.use("*", compress());
   hono.use("*", async (c, next) => {
     await next();
     const hd = c.res.headers;
@@ -282,16 +342,28 @@ export async function createApp<S>(opts: AppOptions<S>): Promise<Hono> {
     hd.set("Referrer-Policy", "no-referrer");
     hd.set("X-Frame-Options", "DENY");
   });
+  if (auth) {
+    if (auth.users.length === 0) throw new Error("basic auth without users");
+    const verify = await userVerifier(auth.users);
+    const check = basicAuth({
+      realm: auth.realm,
+      verifyUser: (username, password) => verify(username, password),
+    });
+    const open = new Set(auth.open ?? []);
+    hono.use("*", (c, next) => open.has(c.req.path) ? next() : check(c, next));
+  }
 
   const staticRoot = decodeURIComponent(new URL("static", root).pathname);
   hono.use(
     "/build/*",
+    etag({ weak: true }),
     serveStatic({
       root: staticRoot,
+      precompressed: true,
       onFound: (path, c) => {
         c.header(
           "Cache-Control",
-          /-[A-Z0-9]{8}\.js$/.test(path)
+          HASHED.test(path)
             ? "public, max-age=31536000, immutable"
             : "no-cache",
         );
@@ -358,9 +430,23 @@ export async function createApp<S>(opts: AppOptions<S>): Promise<Hono> {
     hono.all(routePattern(file), handle);
   }
 
-  hono.use("*", serveStatic({ root: staticRoot }));
+  // Unhashed files (styles.css, favicon.svg) may change in place: revalidate.
+  // Weak ETags: the same on a 200 and a 304, gzip or not (compress() turns a
+  // strong one weak only when it compresses a body).
+  hono.use(
+    "*",
+    etag({ weak: true }),
+    serveStatic({
+      root: staticRoot,
+      onFound: (_path, c) => {
+        c.header("Cache-Control", "no-cache");
+      },
+    }),
+  );
   hono.notFound((c) => render404(new URL(c.req.url)));
   hono.onError((err, c) => {
+    // Basic auth's 401 (with its WWW-Authenticate challenge) is an answer.
+    if (err instanceof HTTPException) return err.getResponse();
     console.error(
       `${c.req.method} ${new URL(c.req.url).pathname}: ${err.message}`,
     );
@@ -370,4 +456,35 @@ export async function createApp<S>(opts: AppOptions<S>): Promise<Hono> {
     });
   });
   return hono;
+}
+
+/**
+ * A check of `username:password` against `users`. Digests of the known
+ * credentials are computed once; every entry is compared in constant time,
+ * so the timing does not tell which users exist or how much matched.
+ */
+export async function userVerifier(
+  users: { username: string; password: string }[],
+): Promise<(username: string, password: string) => Promise<boolean>> {
+  const digest = async (s: string) =>
+    new Uint8Array(
+      await crypto.subtle.digest("SHA-256", new TextEncoder().encode(s)),
+    );
+  const known = await Promise.all(
+    users.map(async (
+      x,
+    ) => [await digest(x.username), await digest(x.password)]),
+  );
+  return async (username, password) => {
+    const [u, p] = await Promise.all([digest(username), digest(password)]);
+    let ok = false;
+    for (const [eu, ep] of known) {
+      let diff = 0;
+      for (let i = 0; i < u.length; i++) {
+        diff |= (u[i] ^ eu[i]) | (p[i] ^ ep[i]);
+      }
+      if (diff === 0) ok = true;
+    }
+    return ok;
+  };
 }
