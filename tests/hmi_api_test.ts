@@ -9,6 +9,7 @@ import { parseConfig } from "../cli.ts";
 import { HMI_OPTIONS } from "../settings.ts";
 import { startHmi } from "../hmi.ts";
 import { buildAlarmEvent, buildTelemetry } from "../contract.ts";
+import { History } from "../history.ts";
 import { Recorder } from "./_mqtt.ts";
 import { VALUES } from "./_fixtures.ts";
 import { assertPortFree, freePort, waitFor } from "./_support.ts";
@@ -231,6 +232,164 @@ Deno.test("/api/history and /api/alarms reject bad parameters with 400 and a cle
       const post = await fetch(`${s.base}/api/history`, { method: "POST" });
       await post.body?.cancel();
       assert.equal(post.status, 405);
+    } finally {
+      await s.hmi.close();
+    }
+  } finally {
+    await t.close();
+  }
+});
+
+Deno.test("hostile input on every subscribed topic: huge, malformed, wrong types, deep, future-dated; rejected, rate-limited, recording goes on", async () => {
+  const t = await setup();
+  try {
+    const s = await t.start();
+    try {
+      const now = Date.now();
+      const good = (seq: number, tsMs = now) =>
+        buildTelemetry({ tsMs, deviceId: 1001, seq, values: VALUES });
+      const alarm = (tsMs: number) =>
+        buildAlarmEvent({
+          tsMs,
+          deviceId: 1001,
+          alarm: "temp_high",
+          state: "raised",
+          value: 61,
+          message: "m",
+        });
+      const huge = JSON.stringify({
+        ...good(1),
+        pad: "x".repeat(300 * 1024),
+      });
+      const deep = `{"ts":"${new Date(now).toISOString()}","seq":1,"x":${
+        "[".repeat(30_000)
+      }${"]".repeat(30_000)}}`;
+      // Every subscribed topic form: single device and fleet device.
+      const topics = ["telemetry", "alarms", "inv-1/telemetry", "inv-1/alarms"];
+      let sent = 0;
+      for (const topic of topics) {
+        for (
+          const body of [
+            huge,
+            "{not json",
+            "[]",
+            "null",
+            JSON.stringify({ ...good(2), seq: "2" }),
+            JSON.stringify({ ...alarm(now), value: "hot" }),
+            deep,
+          ]
+        ) {
+          await t.publish(topic, body);
+          sent++;
+        }
+      }
+      // Dated in 2100 (a wrong clock): refused, and erases nothing.
+      const future = Date.UTC(2100, 0, 1);
+      await t.publish("telemetry", good(3, future));
+      await t.publish("inv-1/alarms", alarm(future));
+      sent += 2;
+      // Still recording afterwards.
+      await t.publish("telemetry", good(4));
+      await t.publish("inv-1/alarms", alarm(now));
+      await waitFor(
+        "valid ones recorded after the hostile ones",
+        async () => {
+          const h = (await getJson(`${s.base}/api/health`)).body.history;
+          return h.telemetry === 1 && h.alarms === 1 && h.rejected === sent;
+        },
+        10_000,
+        20,
+      );
+      assert.deepEqual(
+        (await getJson(`${s.base}/api/history`)).body.map((
+          x: { seq: number },
+        ) => x.seq),
+        [4],
+      );
+      const dropped = t.logs.filter((l) => /dropped invalid message/.test(l));
+      // Rate-limited: the first 10, then every 100th.
+      assert.equal(dropped.length, 10, dropped.join("\n"));
+      assert.ok(dropped.every((l) => l.length < 400), "short log lines");
+      assert.ok(
+        dropped.some((l) =>
+          /apitest\/telemetry: payload too large \(\d+ bytes\)/.test(l)
+        ),
+      );
+      // Beyond those lines the rest were counted (rejected === sent above):
+      // none recorded, none crashed the recorder.
+    } finally {
+      await s.hmi.close();
+    }
+  } finally {
+    await t.close();
+  }
+});
+
+Deno.test("future-dated messages are refused with the reason logged", async () => {
+  const t = await setup();
+  try {
+    const s = await t.start();
+    try {
+      const ts = Date.now() + 3600_000;
+      await t.publish(
+        "telemetry",
+        buildTelemetry({ tsMs: ts, deviceId: 1001, seq: 9, values: VALUES }),
+      );
+      const line = await waitFor(
+        "rejection logged",
+        () => t.logs.find((l) => /dropped invalid message/.test(l)),
+        5000,
+        20,
+      );
+      assert.match(
+        line,
+        /apitest\/telemetry: ts is 3600 s ahead of the server clock \(at most 300 s\)/,
+      );
+      assert.deepEqual(
+        (await getJson(`${s.base}/api/history?minutes=10080`)).body,
+        [],
+      );
+    } finally {
+      await s.hmi.close();
+    }
+  } finally {
+    await t.close();
+  }
+});
+
+Deno.test("/api/history says when a long window was truncated to the newest 20,000 rows", async () => {
+  const t = await setup();
+  try {
+    // 20,005 rows of the last ~6 hours, written straight into DATA_DIR's db.
+    await Deno.mkdir(`${t.dataDir}/nested/dir`, { recursive: true });
+    const now = Date.now();
+    const h = new History({ path: `${t.dataDir}/nested/dir/history.db` });
+    const n = 20_005;
+    for (let i = 0; i < n; i++) {
+      h.recordTelemetry(
+        buildTelemetry({
+          tsMs: now - (n - i) * 1000,
+          deviceId: 1001,
+          seq: i,
+          values: VALUES,
+        }),
+      );
+    }
+    h.close();
+    const s = await t.start();
+    try {
+      const week = await fetch(`${s.base}/api/history?minutes=10080`);
+      const rows = await week.json();
+      assert.equal(rows.length, 20_000);
+      assert.equal(rows[0].seq, 5);
+      assert.equal(week.headers.get("x-history-truncated"), "true");
+      assert.equal(week.headers.get("x-history-from"), rows[0].ts);
+      // A window that fits: complete, and says so.
+      const short = await fetch(`${s.base}/api/history?minutes=10`);
+      const last10 = (await short.json()).length;
+      assert.ok(last10 > 590 && last10 < 600, `${last10} rows`);
+      assert.equal(short.headers.get("x-history-truncated"), "false");
+      assert.equal(short.headers.get("x-history-from"), null);
     } finally {
       await s.hmi.close();
     }

@@ -1,6 +1,10 @@
 import type { Handlers } from "../../fresh.ts";
 import type { HmiState } from "../../hmi.ts";
-import { parseDeviceParam, parseMinutes } from "../../history.ts";
+import {
+  MAX_HISTORY_ROWS,
+  parseDeviceParam,
+  parseMinutes,
+} from "../../history.ts";
 import type { Telemetry } from "../../contract.ts";
 
 const NO_STORE = { "Cache-Control": "no-store" };
@@ -11,6 +15,11 @@ const NO_STORE = { "Cache-Control": "no-store" };
  * telemetry payloads. A message recorded twice (MQTT QoS 1 redelivery) is
  * returned once. `device=<name>` selects a fleet device's telemetry
  * (`{prefix}/{name}/telemetry`); without it, the single device's.
+ *
+ * At most MAX_HISTORY_ROWS (20,000) rows, the newest: `X-History-Truncated`
+ * says `true` when older rows of the window were left out, and then
+ * `X-History-From` is the `ts` of the oldest row returned (ask again with a
+ * shorter window, or accept the gap).
  */
 export const handler: Handlers<HmiState> = {
   GET(_req, ctx) {
@@ -28,9 +37,9 @@ export const handler: Handlers<HmiState> = {
         headers: NO_STORE,
       });
     }
-    const rows = ctx.state.history.telemetrySince(
+    const { rows, truncated } = ctx.state.history.telemetryWindow(
       Date.now() - p.value * 60_000,
-      undefined,
+      MAX_HISTORY_ROWS,
       d.value,
     );
     const seen = new Set<string>();
@@ -41,6 +50,11 @@ export const handler: Handlers<HmiState> = {
       seen.add(k);
       out.push(t);
     }
-    return Response.json(out, { headers: NO_STORE });
+    const headers: Record<string, string> = {
+      ...NO_STORE,
+      "X-History-Truncated": String(truncated),
+    };
+    if (truncated && out.length > 0) headers["X-History-From"] = out[0].ts;
+    return Response.json(out, { headers });
   },
 };
