@@ -82,6 +82,9 @@ export function isSessionBound(
   return retain && typeof body.session === "number";
 }
 
+/** Topic filters per SUBSCRIBE packet when resubscribing. */
+const SUBSCRIBE_BATCH = 500;
+
 type Handler = (topic: string, payload: Uint8Array) => void;
 
 export class Publisher {
@@ -95,7 +98,9 @@ export class Publisher {
   #reconnectTimer: ReturnType<typeof setTimeout> | undefined;
   #stopping = false;
   #lastError = "";
+  /** Exact topic filters, and those with + or #. */
   #subs = new Map<string, Handler>();
+  #wildcardSubs = new Map<string, Handler>();
   #store: OutboxStore | null = null;
   #flushTimer: ReturnType<typeof setTimeout> | undefined;
   /** Increases on every connection; the will of an older one is stale. */
@@ -185,6 +190,8 @@ export class Publisher {
       ca: this.#o.ca,
       clean: true,
       reconnectPeriod: 0,
+      // We resubscribe and resend ourselves (#onConnect, the outbox).
+      resubscribe: false,
       connectTimeout: 5000,
       keepalive: 10,
       will: this.#will(willSession),
@@ -193,7 +200,10 @@ export class Publisher {
     this.#client.on("close", () => this.#onClose());
     this.#client.on("error", (e) => this.#noteError(e.message));
     this.#client.on("message", (topic, payload) => {
-      for (const [filter, h] of this.#subs) {
+      // A fleet subscribes two exact topics per device: look those up, and
+      // match only the (few) wildcard filters.
+      this.#subs.get(topic)?.(topic, payload);
+      for (const [filter, h] of this.#wildcardSubs) {
         if (mqttMatch(filter, topic)) h(topic, payload);
       }
     });
@@ -201,7 +211,8 @@ export class Publisher {
 
   /** Subscribe (QoS 1), kept across reconnects. */
   subscribe(filter: string, handler: Handler): void {
-    this.#subs.set(filter, handler);
+    if (/[+#]/.test(filter)) this.#wildcardSubs.set(filter, handler);
+    else this.#subs.set(filter, handler);
     if (this.connected) this.#client!.subscribe(filter, { qos: 1 });
   }
 
@@ -313,7 +324,7 @@ export class Publisher {
         clearTimeout(timer);
       }
     }
-    await c?.endAsync(!c.connected);
+    if (c) await endWithin(c, drainMs);
     const kept = this.#store?.path;
     this.#closeStore();
     if (this.outbox.length > 0) {
@@ -394,7 +405,12 @@ export class Publisher {
       JSON.stringify(buildStatus("online", this.#now(), this.session)),
       { qos: 1, retain: true },
     );
-    for (const filter of this.#subs.keys()) c.subscribe(filter, { qos: 1 });
+    // Every filter again (clean session), a few SUBSCRIBE packets, not one
+    // per filter: a fleet of 1000 devices has 2000.
+    const filters = [...this.#subs.keys(), ...this.#wildcardSubs.keys()];
+    for (let i = 0; i < filters.length; i += SUBSCRIBE_BATCH) {
+      c.subscribe(filters.slice(i, i + SUBSCRIBE_BATCH), { qos: 1 });
+    }
     this.#pump();
   }
 
@@ -404,6 +420,15 @@ export class Publisher {
     // it emits that, and a send in between has been published already.)
     this.#inflight.clear();
     this.outbox.rewind();
+    // mqtt.js keeps unacknowledged packets of the lost connection and would
+    // resend them itself, under ids it reuses after the reconnect, leaving
+    // entries no PUBACK ever settles. The outbox resends them: drop its copies.
+    const c = this.#client;
+    if (c) {
+      for (const id of Object.keys(c.outgoing)) {
+        c.removeOutgoingMessage(Number(id));
+      }
+    }
     if (this.#stopping || this.#reconnectTimer !== undefined) return;
     this.#failures++;
     const delay = backoffDelayMs(
@@ -473,6 +498,23 @@ export class Publisher {
       this.#flushStore();
     }
   }
+}
+
+/**
+ * End the connection gracefully, but never wait longer than `ms`: mqtt.js's
+ * graceful end waits for every PUBACK it is owed, and a packet it resent
+ * after a reconnect may never get one, which would hang the shutdown. Our
+ * outbox (and store) already decided what was delivered, so forcing is safe.
+ */
+async function endWithin(c: mqtt.MqttClient, ms: number): Promise<void> {
+  if (!c.connected) return void await c.endAsync(true);
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const ended = await Promise.race([
+    c.endAsync(false).then(() => true),
+    new Promise<false>((r) => timer = setTimeout(() => r(false), ms)),
+  ]);
+  clearTimeout(timer);
+  if (!ended) await c.endAsync(true);
 }
 
 /** MQTT topic filter match (+ and #). */

@@ -18,7 +18,7 @@ import { ADDR, REGISTER_SPACE } from "../registers.ts";
 import { Recorder } from "./_mqtt.ts";
 import { readScaled } from "./_modbus.ts";
 import { startMosquitto } from "./_mosquitto.ts";
-import { freePort, MOSQUITTO, needs } from "./_support.ts";
+import { freePort, MOSQUITTO, needs, waitFor } from "./_support.ts";
 
 async function embeddedBroker() {
   const port = await freePort();
@@ -561,4 +561,65 @@ Deno.test({
       await Deno.remove(dir, { recursive: true });
     }
   },
+});
+
+Deno.test("fleet: after a broker restart every device's command topics are subscribed again", async () => {
+  const sim = await startSimulator({
+    host: "127.0.0.1",
+    port: 0,
+    devices: 3,
+    noise: 0,
+    log: () => {},
+  });
+  const port = await freePort();
+  const start = () =>
+    startBroker({ host: "127.0.0.1", tcpPort: port, log: () => {} });
+  let broker = await start();
+  const url = `mqtt://127.0.0.1:${port}`;
+  let fleet: Fleet | null = null;
+  let sub: Recorder | null = null;
+  try {
+    fleet = startFleet(
+      cfgOf({ MQTT_URL: url, BACKOFF_MAX_MS: "500" }),
+      sim.ports.map((p, i) => spec(`dev-${i}`, p, 200)),
+      { log: () => {}, pollerName: "re" },
+    );
+    const f = fleet;
+    await waitFor("connected", () => f.publisher.connects === 1);
+    await broker.close();
+    broker = await start();
+    await waitFor(
+      "reconnected",
+      () => f.publisher.connects === 2 && f.publisher.connected,
+    );
+    sub = await Recorder.connect(url, "fleet/#");
+    // The poller subscribes right after CONNACK; a command sent before the
+    // SUBSCRIBE lands is lost (clean session), so retry until answered.
+    const answered = (id: string) =>
+      sub!.messages.some((m) =>
+        m.topic === "fleet/dev-2/cmd/setpoint/result" && m.json.id === id
+      );
+    let n = 0;
+    await waitFor(
+      "answer after resubscribe",
+      async () => {
+        const id = `again-${++n}`;
+        await sub!.client.publishAsync(
+          "fleet/dev-2/cmd/setpoint",
+          JSON.stringify({ id, value: 2222, ts: new Date().toISOString() }),
+          { qos: 1 },
+        );
+        await new Promise((r) => setTimeout(r, 100));
+        return answered(id);
+      },
+      5000,
+      0,
+    );
+    assert.equal((await readScaled(sim.ports[2])).values.setpoint_w, 2222);
+  } finally {
+    await sub?.close();
+    await fleet?.stop();
+    await broker.close();
+    await sim.close();
+  }
 });
