@@ -11,6 +11,7 @@
  * ```
  */
 import { parseArgs } from "node:util";
+import { maskUserinfo } from "./mqtt_secrets.ts";
 
 export class ConfigError extends Error {
   override name = "ConfigError";
@@ -30,6 +31,10 @@ export interface Option<T> {
   readonly isFlag?: boolean;
   /** Secrets are never echoed back in errors. */
   readonly secret?: boolean;
+  /** How a rejected value is echoed in the error (e.g. userinfo masked). */
+  readonly shown?: (raw: string) => string;
+  /** A second, shorter flag of the same meaning (without `--`). */
+  readonly alias?: string;
 }
 
 // deno-lint-ignore no-explicit-any
@@ -127,7 +132,10 @@ export function boolOption(
   };
 }
 
-/** A URL whose scheme is one of `protocols` (e.g. ["mqtt:", "mqtts:"]). */
+/**
+ * A URL whose scheme is one of `protocols` (e.g. ["mqtt:", "mqtts:"]).
+ * Errors never echo a password in it: userinfo is shown as `***`.
+ */
 export function urlOption(
   env: string,
   help: string,
@@ -138,6 +146,7 @@ export function urlOption(
     env,
     help,
     default: def,
+    shown: maskUserinfo,
     parse(raw) {
       let u: URL;
       try {
@@ -179,6 +188,7 @@ export function parseConfig<S extends Spec>(
   const options: Record<string, { type: "string" | "boolean" }> = {};
   for (const o of Object.values(spec)) {
     options[flagName(o.env)] = { type: o.isFlag ? "boolean" : "string" };
+    if (o.alias) options[o.alias] = options[flagName(o.env)];
   }
   let values: Record<string, string | boolean | undefined>;
   try {
@@ -190,13 +200,16 @@ export function parseConfig<S extends Spec>(
   }
   const out: Record<string, unknown> = {};
   for (const [key, o] of Object.entries(spec)) {
-    const flag = flagName(o.env);
+    const long = flagName(o.env);
+    const flag = o.alias !== undefined && values[o.alias] !== undefined
+      ? o.alias
+      : long;
     const fromFlag = values[flag];
     const raw = fromFlag !== undefined ? String(fromFlag) : env[o.env];
     const source = fromFlag !== undefined ? `--${flag}` : o.env;
     if (raw === undefined) {
       if (o.default === undefined) {
-        throw new ConfigError(`${o.env} / --${flag} is required`);
+        throw new ConfigError(`${o.env} / --${long} is required`);
       }
       out[key] = o.default;
       continue;
@@ -204,7 +217,9 @@ export function parseConfig<S extends Spec>(
     try {
       out[key] = o.parse(raw);
     } catch (e) {
-      const shown = o.secret ? "<secret>" : JSON.stringify(raw);
+      const shown = o.secret
+        ? "<secret>"
+        : JSON.stringify(o.shown ? o.shown(raw) : raw);
       throw new ConfigError(`${source}: ${(e as Error).message}, got ${shown}`);
     }
   }
@@ -221,7 +236,10 @@ export function helpText(name: string, summary: string, spec: Spec): string {
   for (const o of Object.values(spec)) {
     const def = o.shownDefault ??
       (o.default === undefined ? "required" : JSON.stringify(o.default));
-    lines.push(`  ${o.env} / --${flagName(o.env)}${o.isFlag ? "" : " VALUE"}`);
+    const alias = o.alias ? ` (or --${o.alias})` : "";
+    lines.push(
+      `  ${o.env} / --${flagName(o.env)}${o.isFlag ? "" : " VALUE"}${alias}`,
+    );
     lines.push(`      ${o.help} [default: ${def}]`);
   }
   lines.push("  --help", "      show this help");

@@ -183,7 +183,7 @@ export function startDevicePoller(
   const outcomes: PollOutcome[] = [];
   const sleeper = new Sleeper();
   let stopped = false;
-  let seq = 0;
+  let seq = publisher.lastSeq(topics.telemetry);
   let deviceId: number | null = null;
   let alarm: AlarmState = INITIAL_ALARM_STATE;
   let alarmRec: AlarmRecord = initialAlarmRecord("temp_high");
@@ -521,7 +521,7 @@ export function makePublisher(
       crypto.randomUUID().slice(0, 8)
     }`,
     statusTopic,
-    maxBufferedTelemetry: cfg.mqttBufferSize,
+    ...Publisher.bufferOptions(cfg),
     reconnect: { baseMs: 1000, maxMs: cfg.backoffMaxMs, jitter: 0.1 },
     log: deps.log ?? ((l: string) => console.error(l)),
     now: deps.now,

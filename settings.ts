@@ -55,13 +55,16 @@ export const SIM_OPTIONS = {
     10,
   ),
   stepMs: intOption("SIM_STEP_MS", "physics step, ms", 100, 10, 10_000),
-  devices: intOption(
-    "SIM_DEVICES",
-    "simulated devices; device i on MODBUS_PORT + i, id 1001 + i",
-    1,
-    1,
-    10_000,
-  ),
+  devices: {
+    ...intOption(
+      "SIM_DEVICES",
+      "simulated devices; device i on MODBUS_PORT + i, id 1001 + i",
+      1,
+      1,
+      10_000,
+    ),
+    alias: "devices",
+  },
 } satisfies Record<string, Option<unknown>>;
 
 export const MQTT_URL = urlOption(
@@ -70,12 +73,26 @@ export const MQTT_URL = urlOption(
   "mqtt://localhost:1883",
   ["mqtt:", "mqtts:"],
 );
-export const MQTT_WS_URL = urlOption(
+const WS_URL = urlOption(
   "MQTT_WS_URL",
-  "MQTT over WebSocket URL the browser uses (ws:// or wss://)",
+  "MQTT over WebSocket URL the browser uses (ws:// or wss://; no credentials in it)",
   "ws://localhost:9001",
   ["ws:", "wss:"],
 );
+/** The page and /api/health show this URL, so it may not carry credentials. */
+export const MQTT_WS_URL: Option<string> = {
+  ...WS_URL,
+  parse(raw) {
+    const v = WS_URL.parse(raw);
+    const u = new URL(v);
+    if (u.username || u.password) {
+      throw new Error(
+        "expected no credentials in the URL (every browser gets it): put credentials in MQTT_WS_USERNAME/MQTT_WS_PASSWORD_FILE",
+      );
+    }
+    return v;
+  },
+};
 export const TOPIC_PREFIX = stringOption(
   "TOPIC_PREFIX",
   "MQTT topic prefix",
@@ -111,6 +128,18 @@ export const MQTT_BUFFER_SIZE = intOption(
   3600,
   1,
   10_000_000,
+);
+export const MQTT_BUFFER_MAX_MB = intOption(
+  "MQTT_BUFFER_MAX_MB",
+  "MiB of buffered messages (topic + payload) for the whole poller process; oldest telemetry dropped first, alarms and events kept even beyond it",
+  64,
+  1,
+  1_000_000,
+);
+export const MQTT_BUFFER_DIR = stringOption(
+  "MQTT_BUFFER_DIR",
+  "directory of a durable outbox (outbox.db): unsent messages and seq survive a restart (empty = memory only)",
+  "",
 );
 
 export const POLL_OPTIONS = {
@@ -163,6 +192,8 @@ export const POLL_OPTIONS = {
   mqttPasswordFile: MQTT_PASSWORD_FILE,
   mqttCaFile: MQTT_CA_FILE,
   mqttBufferSize: MQTT_BUFFER_SIZE,
+  mqttBufferMaxMb: MQTT_BUFFER_MAX_MB,
+  mqttBufferDir: MQTT_BUFFER_DIR,
   topicPrefix: TOPIC_PREFIX,
   raiseAboveC: numberOption(
     "ALARM_RAISE_C",
@@ -251,5 +282,34 @@ export const HMI_OPTIONS = {
     "DATA_DIR",
     "directory of the HMI's history database (history.db)",
     "./data",
+  ),
+  historyMaxMb: intOption(
+    "HISTORY_MAX_MB",
+    "bound on the history database, MB; past it the devices with the most rows lose their oldest telemetry first",
+    1024,
+    1,
+    1_000_000,
+  ),
+  mqttWsUsername: stringOption(
+    "MQTT_WS_USERNAME",
+    "MQTT user the browser logs in as (least privilege: read + commands; empty = anonymous)",
+    "",
+  ),
+  mqttWsPassword: stringOption(
+    "MQTT_WS_PASSWORD",
+    "password of MQTT_WS_USERNAME",
+    "",
+    undefined,
+    true,
+  ),
+  mqttWsPasswordFile: stringOption(
+    "MQTT_WS_PASSWORD_FILE",
+    "file holding the password of MQTT_WS_USERNAME (wins over MQTT_WS_PASSWORD)",
+    "",
+  ),
+  hmiAuthFile: stringOption(
+    "HMI_AUTH_FILE",
+    "file of user:password lines; HTTP Basic auth for the HMI (empty = open HMI)",
+    "",
   ),
 } satisfies Record<string, Option<unknown>>;

@@ -17,6 +17,23 @@ export function freePort(): Promise<number> {
   });
 }
 
+/**
+ * The first of `n` consecutive TCP ports on 127.0.0.1 that were all free a
+ * moment ago (for the simulator's MODBUS_PORT + i devices).
+ */
+export async function freePortRun(n: number, attempts = 20): Promise<number> {
+  for (let a = 0; a < attempts; a++) {
+    const base = await freePort();
+    if (base + n - 1 > 65535) continue;
+    let free = true;
+    for (let i = 1; i < n && free; i++) {
+      free = await assertPortFree(base + i).then(() => true, () => false);
+    }
+    if (free) return base;
+  }
+  throw new Error(`no ${n} consecutive free ports after ${attempts} attempts`);
+}
+
 /** Resolves once nothing accepts on `port` (proves a test closed its server). */
 export function assertPortFree(
   port: number,

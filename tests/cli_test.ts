@@ -81,3 +81,20 @@ Deno.test("url ports fall back to the scheme default", () => {
   const o = urlOption("U", "u", "ws://h:1", ["ws:"]);
   assert.equal(o.parse("ws://x:2"), "ws://x:2");
 });
+
+Deno.test("SIM_DEVICES: --sim-devices and its short alias --devices mean the same", () => {
+  assert.equal(parseConfig(SIM_OPTIONS, ["--devices", "4"], {}).devices, 4);
+  assert.equal(parseConfig(SIM_OPTIONS, ["--sim-devices", "5"], {}).devices, 5);
+  assert.equal(
+    parseConfig(SIM_OPTIONS, ["--devices", "6"], { SIM_DEVICES: "2" }).devices,
+    6,
+  );
+  assert.throws(
+    () => parseConfig(SIM_OPTIONS, ["--devices", "0"], {}),
+    /^ConfigError: --devices: expected an integer in 1\.\.10000, got "0"$/,
+  );
+  assert.match(
+    helpText("sim", "x", SIM_OPTIONS),
+    /--sim-devices VALUE \(or --devices\)/,
+  );
+});
