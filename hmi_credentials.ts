@@ -1,8 +1,10 @@
 /**
- * Browser side of the HMI's MQTT login: fetches the browser account from
- * `GET /api/mqtt-credentials` (same origin, so HTTP Basic auth of the page
+ * Browser side of the HMI's MQTT connection: the login (the browser account
+ * from
+ * `GET /api/mqtt-credentials`, same origin, so HTTP Basic auth of the page
  * applies; never cached) for the islands to spread into `mqtt.connect`
- * options. Browser-safe: no Deno or Node APIs, bundled into the islands.
+ * options, and reconnect backoff. Browser-safe: no Deno or Node APIs,
+ * bundled into the islands.
  *
  * @example
  * ```ts
@@ -10,6 +12,8 @@
  * const client = mqtt.connect(props.mqttWsUrl, { ...creds, timerVariant: "native" });
  * ```
  */
+
+import { backoffDelayMs } from "./schedule.ts";
 
 /** What `mqtt.connect` takes as its `username` / `password` options. */
 export interface MqttCredentials {
@@ -35,16 +39,14 @@ export async function mqttCredentials(
       cache: "no-store",
       headers: { Accept: "application/json" },
     });
-    if (res.status === 204 || res.status === 404) {
-      await res.body?.cancel();
-      return {};
-    }
+    // Read the body to its end in every case: cancelling it shows in the
+    // browser as an aborted request (net::ERR_ABORTED).
+    const text = await res.text();
+    if (res.status === 204 || res.status === 404) return {};
     if (!res.ok) {
-      await res.body?.cancel();
       console.warn(`${CREDENTIALS_PATH}: HTTP ${res.status}`);
       return {};
     }
-    const text = await res.text();
     if (text.trim() === "") return {};
     const j = JSON.parse(text) as Record<string, unknown>;
     const out: MqttCredentials = {};
@@ -55,4 +57,35 @@ export async function mqttCredentials(
     console.warn(`${CREDENTIALS_PATH}: ${(e as Error)?.message ?? e}`);
     return {};
   }
+}
+
+/** Browser reconnects: first after 1 s, doubling to 10 s, +/-10 % jitter. */
+export const BROWSER_RECONNECT = { baseMs: 1000, maxMs: 10_000, jitter: 0.1 };
+
+/**
+ * Exponential backoff for an mqtt.js client, which itself only knows a
+ * fixed `reconnectPeriod`: each failed attempt doubles the period (with
+ * jitter, so many open pages do not reconnect in step after a broker
+ * restart), a successful connect resets it.
+ */
+export function backOffReconnects(
+  client: {
+    options: { reconnectPeriod?: number };
+    on(ev: "connect" | "reconnect", f: () => void): unknown;
+  },
+  random: () => number = Math.random,
+): void {
+  let failures = 0;
+  client.on("reconnect", () => {
+    failures++;
+    client.options.reconnectPeriod = backoffDelayMs(
+      failures + 1,
+      BROWSER_RECONNECT,
+      random(),
+    );
+  });
+  client.on("connect", () => {
+    failures = 0;
+    client.options.reconnectPeriod = BROWSER_RECONNECT.baseMs;
+  });
 }

@@ -17,6 +17,7 @@
  */
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import type { MqttClient } from "mqtt";
+import { backOffReconnects, mqttCredentials } from "../hmi_credentials.ts";
 import {
   applyFleetMessage,
   deviceHref,
@@ -126,50 +127,54 @@ export default function FleetOverview(props: FleetProps) {
     };
     const topics = fleetTopics(props.topicPrefix);
     let client: MqttClient | null = null;
-    import("mqtt/dist/mqtt.esm").then((mod) => {
-      if (closed) return;
-      const mqtt = (mod.default ?? mod) as unknown as {
-        connect(url: string, o: Record<string, unknown>): MqttClient;
-      };
-      const c = client = mqtt.connect(props.mqttWsUrl, {
-        // The default worker timers need a blob: worker, which the CSP blocks.
-        timerVariant: "native",
-        reconnectPeriod: 1000,
-        connectTimeout: 5000,
-        clientId: `hmi-fleet-${Math.random().toString(16).slice(2, 10)}`,
-      });
-      for (
-        const ev of [
-          "connect",
-          "reconnect",
-          "close",
-          "offline",
-          "error",
-        ] as const
-      ) {
-        c.on(ev, () => setBroker((b) => brokerStateAfter(b, ev)));
-      }
-      c.on("connect", () => {
-        c.subscribe({
-          [topics.telemetry]: { qos: 0 },
-          [topics.alarmsState]: { qos: 1 },
-          [topics.status]: { qos: 1 },
-          [topics.pollers]: { qos: 1 },
+    Promise.all([import("mqtt/dist/mqtt.esm"), mqttCredentials()]).then(
+      ([mod, creds]) => {
+        if (closed) return;
+        const mqtt = (mod.default ?? mod) as unknown as {
+          connect(url: string, o: Record<string, unknown>): MqttClient;
+        };
+        const c = client = mqtt.connect(props.mqttWsUrl, {
+          ...creds,
+          // The default worker timers need a blob: worker, which the CSP blocks.
+          timerVariant: "native",
+          reconnectPeriod: 1000,
+          connectTimeout: 5000,
+          clientId: `hmi-fleet-${Math.random().toString(16).slice(2, 10)}`,
         });
-      });
-      c.on("message", (topic: string, payload: Uint8Array) => {
-        const now = Date.now();
-        const before = fleet.rejected;
-        applyFleetMessage(fleet, props.topicPrefix, topic, payload, now);
-        if (fleet.rejected !== before && fleet.lastRejected) {
-          // Logged, rate-limited (hmi_model.ts noteRejection); never shown.
-          const { topic: t, error } = fleet.lastRejected;
-          const line = noteRejection(rejectLog, t, error, now);
-          if (line) console.warn(line);
+        backOffReconnects(c);
+        for (
+          const ev of [
+            "connect",
+            "reconnect",
+            "close",
+            "offline",
+            "error",
+          ] as const
+        ) {
+          c.on(ev, () => setBroker((b) => brokerStateAfter(b, ev)));
         }
-        schedule();
-      });
-    }).catch(() => setBroker("offline"));
+        c.on("connect", () => {
+          c.subscribe({
+            [topics.telemetry]: { qos: 0 },
+            [topics.alarmsState]: { qos: 1 },
+            [topics.status]: { qos: 1 },
+            [topics.pollers]: { qos: 1 },
+          });
+        });
+        c.on("message", (topic: string, payload: Uint8Array) => {
+          const now = Date.now();
+          const before = fleet.rejected;
+          applyFleetMessage(fleet, props.topicPrefix, topic, payload, now);
+          if (fleet.rejected !== before && fleet.lastRejected) {
+            // Logged, rate-limited (hmi_model.ts noteRejection); never shown.
+            const { topic: t, error } = fleet.lastRejected;
+            const line = noteRejection(rejectLog, t, error, now);
+            if (line) console.warn(line);
+          }
+          schedule();
+        });
+      },
+    ).catch(() => setBroker("offline"));
     // Staleness moves with the clock even when nothing arrives.
     const tick = setInterval(() => {
       const line = flushRejectLog(rejectLog, Date.now());

@@ -81,6 +81,7 @@ import { SETPOINT_MAX_W, SETPOINT_MIN_W } from "../registers.ts";
 import { toCsv } from "../csv.ts";
 import type { TrendCharts } from "../hmi_chart.ts";
 import type { MqttClient } from "mqtt";
+import { backOffReconnects, mqttCredentials } from "../hmi_credentials.ts";
 
 interface State {
   broker: BrokerState;
@@ -408,104 +409,108 @@ export default function LiveHmi(props: HmiProps) {
 
     // deno-lint-ignore no-explicit-any
     let client: any = null;
-    import("mqtt/dist/mqtt.esm").then((mod) => {
-      if (closed) return;
-      const mqtt = mod.default ?? mod;
-      client = mqtt.connect(props.mqttWsUrl, {
-        // The default worker timers need a blob: worker, which the CSP blocks.
-        timerVariant: "native",
-        reconnectPeriod: 1000,
-        connectTimeout: 5000,
-        clientId: `hmi-${Math.random().toString(16).slice(2, 10)}`,
-      });
-      for (
-        const ev of [
-          "connect",
-          "reconnect",
-          "close",
-          "offline",
-          "error",
-        ] as const
-      ) {
-        client.on(
-          ev,
-          () => dispatch({ type: "broker", event: ev, nowMs: Date.now() }),
-        );
-      }
-      client.on("close", () => {
-        live.client = null;
-        // Received live up to now; after the next subscribe, fetch from here.
-        if (subscribed) coveredMs = Date.now();
-        subscribed = false;
-      });
-      client.on("connect", () => {
-        live.client = client;
-        client.subscribe(
-          [
-            topics.telemetry,
-            topics.alarms,
-            topics.alarmsState,
-            topics.status,
-            topics.cmdSetpointResult,
-            topics.cmdAckResult,
-            ...(pollersTopic ? [pollersTopic] : []),
-          ],
-          { qos: 1 },
-          (err: Error | null) => {
-            if (err || closed) return;
-            subscribed = true;
-            // Close the gap between the last fetch (or disconnect) and now.
-            const from = coveredMs;
-            coveredMs = Date.now();
-            loadHistory(from, 20).catch(() => {/* the live data goes on */});
-          },
-        );
-      });
-      client.on("message", (topic: string, payload: Uint8Array) => {
-        const now = Date.now();
-        if (topic === topics.telemetry) {
-          const r = parseTelemetry(payload);
-          if (!r.ok) return reject(topic, r.error);
-          // Every message fills the trend; only a live, newer one is shown.
-          addTelemetry([r.value]);
-          dispatch({
-            type: "telemetry",
-            msg: r.value,
-            receivedMs: now,
-            n: counts(),
-          });
-        } else if (topic === topics.alarms) {
-          const r = parseAlarmEvent(payload);
-          if (!r.ok) return reject(topic, r.error);
-          dispatch({ type: "journal", events: [r.value] });
-        } else if (topic === topics.alarmsState) {
-          const r = parseAlarmsState(payload);
-          if (!r.ok) return reject(topic, r.error);
-          dispatch({ type: "alarmState", state: r.value });
-        } else if (topic === topics.status) {
-          const r = parseStatus(payload);
-          if (!r.ok) return reject(topic, r.error);
-          dispatch({ type: "status", status: r.value });
-        } else if (
-          topic === topics.cmdSetpointResult || topic === topics.cmdAckResult
+    Promise.all([import("mqtt/dist/mqtt.esm"), mqttCredentials()]).then(
+      ([mod, creds]) => {
+        if (closed) return;
+        const mqtt = mod.default ?? mod;
+        client = mqtt.connect(props.mqttWsUrl, {
+          ...creds,
+          // The default worker timers need a blob: worker, which the CSP blocks.
+          timerVariant: "native",
+          reconnectPeriod: 1000,
+          connectTimeout: 5000,
+          clientId: `hmi-${Math.random().toString(16).slice(2, 10)}`,
+        });
+        backOffReconnects(client);
+        for (
+          const ev of [
+            "connect",
+            "reconnect",
+            "close",
+            "offline",
+            "error",
+          ] as const
         ) {
-          const a = parseCommandAnswer(payload);
-          if (!a) return reject(topic, "invalid command answer");
-          const f = (v: CommandView) => commandAfterAnswer(v, a);
-          dispatch(
-            topic === topics.cmdAckResult
-              ? { type: "ack", f }
-              : { type: "setpoint", f },
+          client.on(
+            ev,
+            () => dispatch({ type: "broker", event: ev, nowMs: Date.now() }),
           );
-        } else if (props.fleetPrefix) {
-          const name = pollerOfTopic(props.fleetPrefix, topic);
-          if (name === null) return;
-          const r = parseStatus(payload);
-          if (!r.ok) return reject(topic, r.error);
-          dispatch({ type: "poller", name, status: r.value });
         }
-      });
-    }).catch(() =>
+        client.on("close", () => {
+          live.client = null;
+          // Received live up to now; after the next subscribe, fetch from here.
+          if (subscribed) coveredMs = Date.now();
+          subscribed = false;
+        });
+        client.on("connect", () => {
+          live.client = client;
+          client.subscribe(
+            [
+              topics.telemetry,
+              topics.alarms,
+              topics.alarmsState,
+              topics.status,
+              topics.cmdSetpointResult,
+              topics.cmdAckResult,
+              ...(pollersTopic ? [pollersTopic] : []),
+            ],
+            { qos: 1 },
+            (err: Error | null) => {
+              if (err || closed) return;
+              subscribed = true;
+              // Close the gap between the last fetch (or disconnect) and now.
+              const from = coveredMs;
+              coveredMs = Date.now();
+              loadHistory(from, 20).catch(() => {/* the live data goes on */});
+            },
+          );
+        });
+        client.on("message", (topic: string, payload: Uint8Array) => {
+          const now = Date.now();
+          if (topic === topics.telemetry) {
+            const r = parseTelemetry(payload);
+            if (!r.ok) return reject(topic, r.error);
+            // Every message fills the trend; only a live, newer one is shown.
+            addTelemetry([r.value]);
+            dispatch({
+              type: "telemetry",
+              msg: r.value,
+              receivedMs: now,
+              n: counts(),
+            });
+          } else if (topic === topics.alarms) {
+            const r = parseAlarmEvent(payload);
+            if (!r.ok) return reject(topic, r.error);
+            dispatch({ type: "journal", events: [r.value] });
+          } else if (topic === topics.alarmsState) {
+            const r = parseAlarmsState(payload);
+            if (!r.ok) return reject(topic, r.error);
+            dispatch({ type: "alarmState", state: r.value });
+          } else if (topic === topics.status) {
+            const r = parseStatus(payload);
+            if (!r.ok) return reject(topic, r.error);
+            dispatch({ type: "status", status: r.value });
+          } else if (
+            topic === topics.cmdSetpointResult || topic === topics.cmdAckResult
+          ) {
+            const a = parseCommandAnswer(payload);
+            if (!a) return reject(topic, "invalid command answer");
+            const f = (v: CommandView) => commandAfterAnswer(v, a);
+            dispatch(
+              topic === topics.cmdAckResult
+                ? { type: "ack", f }
+                : { type: "setpoint", f },
+            );
+          } else if (props.fleetPrefix) {
+            const name = pollerOfTopic(props.fleetPrefix, topic);
+            if (name === null) return;
+            const r = parseStatus(payload);
+            if (!r.ok) return reject(topic, r.error);
+            dispatch({ type: "poller", name, status: r.value });
+          }
+        });
+      },
+    ).catch(() =>
       dispatch({ type: "broker", event: "offline", nowMs: Date.now() })
     );
 
