@@ -13,6 +13,7 @@
  * ```
  */
 
+import type { MqttClient } from "mqtt";
 import { backoffDelayMs } from "./schedule.ts";
 
 /** What `mqtt.connect` takes as its `username` / `password` options. */
@@ -88,4 +89,45 @@ export function backOffReconnects(
     failures = 0;
     client.options.reconnectPeriod = BROWSER_RECONNECT.baseMs;
   });
+}
+
+/** The mqtt.js client events the islands show as the broker connection. */
+export const BROKER_EVENTS = [
+  "connect",
+  "reconnect",
+  "close",
+  "offline",
+  "error",
+] as const;
+export type BrokerEvent = typeof BROKER_EVENTS[number];
+
+/**
+ * The islands' MQTT-over-WebSocket connection: loads mqtt.js's browser
+ * build (a separate chunk, after hydration), logs in with the account from
+ * /api/mqtt-credentials, backs off reconnects, and reports every broker
+ * lifecycle event to `onEvent`.
+ */
+export async function connectBrowserMqtt(
+  url: string,
+  clientIdPrefix: string,
+  onEvent: (ev: BrokerEvent) => void,
+): Promise<MqttClient> {
+  const [mod, creds] = await Promise.all([
+    import("mqtt/dist/mqtt.esm"),
+    mqttCredentials(),
+  ]);
+  const mqtt = (mod.default ?? mod) as unknown as {
+    connect(url: string, o: Record<string, unknown>): MqttClient;
+  };
+  const client = mqtt.connect(url, {
+    ...creds,
+    // The default worker timers need a blob: worker, which the CSP blocks.
+    timerVariant: "native",
+    reconnectPeriod: BROWSER_RECONNECT.baseMs,
+    connectTimeout: 5000,
+    clientId: `${clientIdPrefix}-${Math.random().toString(16).slice(2, 10)}`,
+  });
+  backOffReconnects(client);
+  for (const ev of BROKER_EVENTS) client.on(ev, () => onEvent(ev));
+  return client;
 }

@@ -17,7 +17,7 @@
  */
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import type { MqttClient } from "mqtt";
-import { backOffReconnects, mqttCredentials } from "../hmi_credentials.ts";
+import { connectBrowserMqtt } from "../hmi_credentials.ts";
 import {
   applyFleetMessage,
   deviceHref,
@@ -127,32 +127,14 @@ export default function FleetOverview(props: FleetProps) {
     };
     const topics = fleetTopics(props.topicPrefix);
     let client: MqttClient | null = null;
-    Promise.all([import("mqtt/dist/mqtt.esm"), mqttCredentials()]).then(
-      ([mod, creds]) => {
-        if (closed) return;
-        const mqtt = (mod.default ?? mod) as unknown as {
-          connect(url: string, o: Record<string, unknown>): MqttClient;
-        };
-        const c = client = mqtt.connect(props.mqttWsUrl, {
-          ...creds,
-          // The default worker timers need a blob: worker, which the CSP blocks.
-          timerVariant: "native",
-          reconnectPeriod: 1000,
-          connectTimeout: 5000,
-          clientId: `hmi-fleet-${Math.random().toString(16).slice(2, 10)}`,
-        });
-        backOffReconnects(c);
-        for (
-          const ev of [
-            "connect",
-            "reconnect",
-            "close",
-            "offline",
-            "error",
-          ] as const
-        ) {
-          c.on(ev, () => setBroker((b) => brokerStateAfter(b, ev)));
-        }
+    connectBrowserMqtt(
+      props.mqttWsUrl,
+      "hmi-fleet",
+      (ev) => setBroker((b) => brokerStateAfter(b, ev)),
+    ).then(
+      (c) => {
+        if (closed) return void c.end(true);
+        client = c;
         c.on("connect", () => {
           c.subscribe({
             [topics.telemetry]: { qos: 0 },

@@ -81,7 +81,7 @@ import { SETPOINT_MAX_W, SETPOINT_MIN_W } from "../registers.ts";
 import { toCsv } from "../csv.ts";
 import type { TrendCharts } from "../hmi_chart.ts";
 import type { MqttClient } from "mqtt";
-import { backOffReconnects, mqttCredentials } from "../hmi_credentials.ts";
+import { connectBrowserMqtt } from "../hmi_credentials.ts";
 
 interface State {
   broker: BrokerState;
@@ -409,33 +409,14 @@ export default function LiveHmi(props: HmiProps) {
 
     // deno-lint-ignore no-explicit-any
     let client: any = null;
-    Promise.all([import("mqtt/dist/mqtt.esm"), mqttCredentials()]).then(
-      ([mod, creds]) => {
-        if (closed) return;
-        const mqtt = mod.default ?? mod;
-        client = mqtt.connect(props.mqttWsUrl, {
-          ...creds,
-          // The default worker timers need a blob: worker, which the CSP blocks.
-          timerVariant: "native",
-          reconnectPeriod: 1000,
-          connectTimeout: 5000,
-          clientId: `hmi-${Math.random().toString(16).slice(2, 10)}`,
-        });
-        backOffReconnects(client);
-        for (
-          const ev of [
-            "connect",
-            "reconnect",
-            "close",
-            "offline",
-            "error",
-          ] as const
-        ) {
-          client.on(
-            ev,
-            () => dispatch({ type: "broker", event: ev, nowMs: Date.now() }),
-          );
-        }
+    connectBrowserMqtt(
+      props.mqttWsUrl,
+      "hmi",
+      (ev) => dispatch({ type: "broker", event: ev, nowMs: Date.now() }),
+    ).then(
+      (connected) => {
+        if (closed) return void connected.end(true);
+        client = connected;
         client.on("close", () => {
           live.client = null;
           // Received live up to now; after the next subscribe, fetch from here.
