@@ -3,7 +3,13 @@
  * a generated config (TCP + WebSocket listeners, anonymous or password file,
  * optional ACL file), for integration tests.
  */
-import { collectLines, freePort, LineLog, MOSQUITTO } from "./_support.ts";
+import {
+  collectLines,
+  freePort,
+  LineLog,
+  MOSQUITTO,
+  which,
+} from "./_support.ts";
 
 export interface MosquittoOptions {
   /** Lines appended to the generated config (e.g. password_file, acl_file). */
@@ -131,4 +137,57 @@ async function waitListening(log: LineLog, from: number, port: number) {
     await new Promise((r) => setTimeout(r, 20));
   }
   throw new Error(`mosquitto did not start:\n${log.lines.join("\n")}`);
+}
+
+const MOSQUITTO_PASSWD = which("mosquitto_passwd") ??
+  "/usr/bin/mosquitto_passwd";
+/** The ACL shipped with the project. */
+export const SHIPPED_ACL = new URL("../mosquitto/acl", import.meta.url)
+  .pathname;
+
+/**
+ * `dir/passwd` for `users` (name -> password), made with mosquitto_passwd.
+ * Mosquitto started as root drops to its own user, which must be able to
+ * read the file (and enter `dir`).
+ */
+export async function writePasswordFile(
+  dir: string,
+  users: Record<string, string>,
+): Promise<string> {
+  const passwd = `${dir}/passwd`;
+  await Deno.writeTextFile(passwd, "");
+  for (const [user, pw] of Object.entries(users)) {
+    const out = await new Deno.Command(MOSQUITTO_PASSWD, {
+      args: ["-b", passwd, user, pw],
+      stdout: "null",
+      stderr: "piped",
+    }).output();
+    if (out.code !== 0) {
+      throw new Error(
+        `mosquitto_passwd: ${new TextDecoder().decode(out.stderr)}`,
+      );
+    }
+  }
+  await Deno.chmod(passwd, 0o644);
+  await Deno.chmod(dir, 0o755);
+  return passwd;
+}
+
+/** Mosquitto refusing anonymous clients, with `users` and the shipped ACL. */
+export async function secureMosquitto(
+  users: Record<string, string>,
+  opts: { withWebSocket?: boolean; extraConfig?: string[] } = {},
+): Promise<{ m: Mosquitto; dir: string; url: string }> {
+  const dir = await Deno.makeTempDir({ prefix: "mosq-sec-" });
+  const passwd = await writePasswordFile(dir, users);
+  const m = await startMosquitto({
+    withWebSocket: opts.withWebSocket,
+    allowAnonymous: false,
+    extraConfig: [
+      `password_file ${passwd}`,
+      `acl_file ${SHIPPED_ACL}`,
+      ...(opts.extraConfig ?? []),
+    ],
+  });
+  return { m, dir, url: `mqtt://127.0.0.1:${m.tcpPort}` };
 }

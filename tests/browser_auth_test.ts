@@ -14,11 +14,8 @@ import { startPoller } from "../poll.ts";
 import { startHmi } from "../hmi.ts";
 import { parseConfig } from "../cli.ts";
 import { HMI_OPTIONS, POLL_OPTIONS } from "../settings.ts";
-import { startMosquitto } from "./_mosquitto.ts";
-import { freePort, MOSQUITTO, needs, which } from "./_support.ts";
-
-const ACL = new URL("../mosquitto/acl", import.meta.url).pathname;
-const PASSWD = which("mosquitto_passwd") ?? "/usr/bin/mosquitto_passwd";
+import { secureMosquitto } from "./_mosquitto.ts";
+import { freePort, MOSQUITTO, needs } from "./_support.ts";
 
 Deno.test({
   name:
@@ -29,25 +26,14 @@ Deno.test({
     const dir = await Deno.makeTempDir({ prefix: "hmi-auth-" });
     cleanup.push(() => Deno.remove(dir, { recursive: true }));
     try {
-      // Mosquitto started as root drops to its own user, which must read here.
-      await Deno.chmod(dir, 0o755);
-      await Deno.writeTextFile(`${dir}/passwd`, "");
-      for (const [user, pw] of [["poller", "p-secret"], ["hmi", "h-secret"]]) {
-        const o = await new Deno.Command(PASSWD, {
-          args: ["-b", `${dir}/passwd`, user, pw],
-          stdout: "null",
-          stderr: "null",
-        }).output();
-        assert.equal(o.code, 0);
-      }
-      await Deno.chmod(`${dir}/passwd`, 0o644);
+      const { m: mosq, dir: mosqDir } = await secureMosquitto({
+        poller: "p-secret",
+        hmi: "h-secret",
+      });
+      cleanup.push(() => Deno.remove(mosqDir, { recursive: true }));
       await Deno.writeTextFile(`${dir}/hmi.pw`, "h-secret\n");
       await Deno.writeTextFile(`${dir}/poller.pw`, "p-secret\n");
       await Deno.writeTextFile(`${dir}/operators`, "operator:op-secret\n");
-      const mosq = await startMosquitto({
-        allowAnonymous: false,
-        extraConfig: [`password_file ${dir}/passwd`, `acl_file ${ACL}`],
-      });
       cleanup.push(() => mosq.stop());
       const sim = await startSimulator({
         host: "127.0.0.1",

@@ -13,7 +13,7 @@ import { startHmi } from "../hmi.ts";
 import { History } from "../history.ts";
 import { startRecorder } from "../hmi_recorder.ts";
 import { mqttCredentials } from "../hmi_credentials.ts";
-import { type Mosquitto, startMosquitto } from "./_mosquitto.ts";
+import { secureMosquitto as secureMosquittoFor } from "./_mosquitto.ts";
 import {
   assertPortFree,
   freePort,
@@ -21,36 +21,12 @@ import {
   MOSQUITTO,
   needs,
   waitFor,
-  which,
 } from "./_support.ts";
 
-const ACL = new URL("../mosquitto/acl", import.meta.url).pathname;
-const MOSQUITTO_PASSWD = which("mosquitto_passwd") ??
-  "/usr/bin/mosquitto_passwd";
 const USERS = { poller: "poller-pw-5d2e", hmi: "hmi-pw-7c41" };
 
-/** Mosquitto with a generated password file, the repo's ACL, TCP + WebSocket. */
-async function secureMosquitto(): Promise<{ m: Mosquitto; dir: string }> {
-  const dir = await Deno.makeTempDir({ prefix: "hmi-sec-" });
-  // Mosquitto started as root drops to its own user, which must read here.
-  await Deno.chmod(dir, 0o755);
-  const passwd = `${dir}/passwd`;
-  await Deno.writeTextFile(passwd, "");
-  for (const [user, pw] of Object.entries(USERS)) {
-    const out = await new Deno.Command(MOSQUITTO_PASSWD, {
-      args: ["-b", passwd, user, pw],
-      stdout: "null",
-      stderr: "piped",
-    }).output();
-    assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
-  }
-  await Deno.chmod(passwd, 0o644);
-  const m = await startMosquitto({
-    allowAnonymous: false,
-    extraConfig: [`password_file ${passwd}`, `acl_file ${ACL}`],
-  });
-  return { m, dir };
-}
+/** Mosquitto with the users above, the shipped ACL, TCP + WebSocket. */
+const secureMosquitto = () => secureMosquittoFor(USERS);
 
 const ignore = needs("mosquitto", MOSQUITTO);
 

@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import mqtt from "mqtt";
 import { Recorder } from "./_mqtt.ts";
+import { SHIPPED_ACL, writePasswordFile } from "./_mosquitto.ts";
 import {
   assertPortFree,
   collectLines,
@@ -15,12 +16,9 @@ import {
   MOSQUITTO,
   needs,
   waitFor,
-  which,
 } from "./_support.ts";
 
 const CONF = new URL("../mosquitto/mosquitto.conf", import.meta.url).pathname;
-const ACL = new URL("../mosquitto/acl", import.meta.url).pathname;
-const PASSWD = which("mosquitto_passwd") ?? "/usr/bin/mosquitto_passwd";
 
 Deno.test({
   name:
@@ -35,7 +33,7 @@ Deno.test({
       ["listener 1883 127.0.0.1", `listener ${tcp} 127.0.0.1`],
       ["listener 9001 127.0.0.1", `listener ${ws} 127.0.0.1`],
       ["password_file mosquitto/passwd", `password_file ${dir}/passwd`],
-      ["acl_file mosquitto/acl", `acl_file ${ACL}`],
+      ["acl_file mosquitto/acl", `acl_file ${SHIPPED_ACL}`],
       ["persistence_location data/mosquitto/", `persistence_location ${dir}/`],
     ];
     let conf = shipped;
@@ -44,18 +42,8 @@ Deno.test({
       conf = conf.replace(`\n${from}\n`, `\n${to}\n`);
     }
     await Deno.writeTextFile(`${dir}/mosquitto.conf`, conf);
-    await Deno.writeTextFile(`${dir}/passwd`, "");
-    for (const [user, pw] of [["poller", "poller-pw"], ["hmi", "hmi-pw"]]) {
-      const o = await new Deno.Command(PASSWD, {
-        args: ["-b", `${dir}/passwd`, user, pw],
-        stdout: "null",
-        stderr: "null",
-      }).output();
-      assert.equal(o.code, 0, "mosquitto_passwd");
-    }
-    // Started as root, Mosquitto drops to the "mosquitto" user, which must
-    // read the password file and write the persistence directory.
-    await Deno.chmod(`${dir}/passwd`, 0o644);
+    await writePasswordFile(dir, { poller: "poller-pw", hmi: "hmi-pw" });
+    // Mosquitto (dropped to its own user) writes its persistence file here.
     await Deno.chmod(dir, 0o777);
     const child = new Deno.Command(MOSQUITTO!, {
       args: ["-c", `${dir}/mosquitto.conf`],

@@ -12,13 +12,13 @@ import { loadMqttSecrets } from "../mqtt_secrets.ts";
 import { parseConfig } from "../cli.ts";
 import { POLL_OPTIONS } from "../settings.ts";
 import { Recorder } from "./_mqtt.ts";
-import { type Mosquitto, startMosquitto } from "./_mosquitto.ts";
+import {
+  type Mosquitto,
+  secureMosquitto as secureMosquittoFor,
+} from "./_mosquitto.ts";
 import { FaultyDevice } from "./_faulty_device.ts";
-import { freePort, LineLog, MOSQUITTO, needs, which } from "./_support.ts";
+import { freePort, LineLog, MOSQUITTO, needs } from "./_support.ts";
 
-const ACL = new URL("../mosquitto/acl", import.meta.url).pathname;
-const MOSQUITTO_PASSWD = which("mosquitto_passwd") ??
-  "/usr/bin/mosquitto_passwd";
 const USERS = {
   poller: "poller-pw-6f1c",
   hmi: "hmi-pw-93ab",
@@ -39,25 +39,12 @@ async function run(cmd: string, args: string[], cwd?: string): Promise<void> {
   }
 }
 
-/** Mosquitto with password file (generated here) and the repo's ACL. */
-async function secureMosquitto(extra: string[] = []): Promise<
-  { m: Mosquitto; dir: string; url: string }
-> {
-  const dir = await Deno.makeTempDir({ prefix: "mosq-sec-" });
-  // Mosquitto started as root drops to its own user, which must read here.
-  await Deno.chmod(dir, 0o755);
-  const passwd = `${dir}/passwd`;
-  await Deno.writeTextFile(passwd, "");
-  for (const [user, pw] of Object.entries(USERS)) {
-    await run(MOSQUITTO_PASSWD, ["-b", passwd, user, pw]);
-  }
-  await Deno.chmod(passwd, 0o644);
-  const m = await startMosquitto({
+/** Mosquitto with the users above and the shipped ACL (no WebSocket). */
+function secureMosquitto(extra: string[] = []) {
+  return secureMosquittoFor(USERS, {
     withWebSocket: false,
-    allowAnonymous: false,
-    extraConfig: [`password_file ${passwd}`, `acl_file ${ACL}`, ...extra],
+    extraConfig: extra,
   });
-  return { m, dir, url: `mqtt://127.0.0.1:${m.tcpPort}` };
 }
 
 async function cleanup(s: { m: Mosquitto; dir: string }) {
