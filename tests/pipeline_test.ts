@@ -42,18 +42,19 @@ function pollConfig(env: Record<string, string>): PollConfig {
   return parseConfig(POLL_OPTIONS, [], env);
 }
 
+/** Every pipeline test runs against both brokers. */
+const BROKERS = [
+  ["embedded aedes", embeddedBroker, false],
+  ["Mosquitto", mosquittoBroker, needs("mosquitto", MOSQUITTO)],
+] as const;
+
 const telemetryOf = (json: unknown): Telemetry => {
   const r = parseTelemetry(JSON.stringify(json));
   if (!r.ok) throw new Error(`invalid telemetry: ${r.error}`);
   return r.value;
 };
 
-for (
-  const [name, makeBroker, ignore] of [
-    ["embedded aedes", embeddedBroker, false],
-    ["Mosquitto", mosquittoBroker, needs("mosquitto", MOSQUITTO)],
-  ] as const
-) {
+for (const [name, makeBroker, ignore] of BROKERS) {
   Deno.test({
     name:
       `pipeline via ${name}: 1 Hz telemetry with the device's values, quality and retained status`,
@@ -214,12 +215,7 @@ for (
   });
 }
 
-for (
-  const [name, makeBroker, ignore] of [
-    ["embedded aedes", embeddedBroker, false],
-    ["Mosquitto", mosquittoBroker, needs("mosquitto", MOSQUITTO)],
-  ] as const
-) {
+for (const [name, makeBroker, ignore] of BROKERS) {
   Deno.test({
     name:
       `simulator killed (via ${name}): bad quality with the reason and growing backoff; restarted: recovery and reset`,
