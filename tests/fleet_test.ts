@@ -321,134 +321,145 @@ Deno.test("fleet: each device has its own topics, status and alarm state", async
   }
 });
 
-Deno.test("fleet: two pollers with disjoint devices side by side on one broker", async () => {
+/** A simulator with `devices` devices, the embedded broker and a subscriber to fleet/#. */
+async function withSimAndBroker(
+  devices: number,
+  fn: (r: {
+    sim: Awaited<ReturnType<typeof startSimulator>>;
+    broker: Awaited<ReturnType<typeof embeddedBroker>>;
+    sub: Recorder;
+  }) => Promise<void>,
+): Promise<void> {
   const sim = await startSimulator({
     host: "127.0.0.1",
     port: 0,
-    devices: 4,
+    devices,
     noise: 0,
     log: () => {},
   });
   const broker = await embeddedBroker();
   const sub = await Recorder.connect(broker.url, "fleet/#");
-  const fleets: Fleet[] = [];
-  const sent = { A: new Set<string>(), B: new Set<string>() };
   try {
-    const cfg = cfgOf({ MQTT_URL: broker.url });
-    for (const [who, idx] of [["A", [0, 1]], ["B", [2, 3]]] as const) {
-      const f = startFleet(
-        cfg,
-        idx.map((i) => spec(`dev-${i}`, sim.ports[i], 200)),
-        { log: () => {}, pollerName: who },
-      );
-      // Spy on what each poller hands to MQTT (nothing is sent synchronously).
-      const send = f.publisher.send.bind(f.publisher);
-      f.publisher.send = (kind, topic, body, retain) => {
-        sent[who].add(topic);
-        send(kind, topic, body, retain);
-      };
-      fleets.push(f);
-    }
-    for (const i of [0, 1, 2, 3]) {
-      await sub.waitForCount(
-        `dev-${i} telemetry`,
-        `fleet/dev-${i}/telemetry`,
-        3,
-      );
-    }
-    for (const f of fleets) await f.stop();
-    // Every topic a poller sent is under one of its own devices (other
-    // per-device topics such as alarm state may appear; never a foreign one),
-    // and each of its devices published telemetry and status.
-    for (const [who, ids] of [["A", [0, 1]], ["B", [2, 3]]] as const) {
-      const mine = ids.map((i) => `fleet/dev-${i}/`);
-      for (const t of sent[who]) {
-        assert.ok(mine.some((p) => t.startsWith(p)), `${who} sent ${t}`);
-      }
-      for (const p of mine) {
-        assert.ok(
-          sent[who].has(`${p}telemetry`) && sent[who].has(`${p}status`),
-        );
-      }
-    }
-    // Each device has exactly one publisher: its seq runs 1, 2, 3... once,
-    // with the device id of its simulator port.
-    for (const i of [0, 1, 2, 3]) {
-      const t = sub.on(`fleet/dev-${i}/telemetry`).map((m) => m.json);
-      assert.deepEqual(t.map((m) => m.seq), t.map((_, k) => k + 1));
-      assert.ok(t.every((m) => m.device_id === 1001 + i));
-    }
-    // Both pollers' own statuses, separate topics.
-    for (const who of ["A", "B"]) {
-      assert.ok(
-        sub.on(`fleet/_pollers/${who}/status`).some((m) =>
-          m.json.state === "online"
-        ),
-      );
-    }
-    // The broker saw what the pollers sent, and nothing outside the two
-    // pollers' statuses and their own devices' subtrees.
-    const topics = new Set(sub.messages.map((m) => m.topic));
-    for (const t of [...sent.A, ...sent.B]) assert.ok(topics.has(t), t);
-    for (const t of topics) {
-      assert.match(t, /^fleet\/(_pollers\/[AB]\/status|dev-[0-3]\/.+)$/);
-    }
+    await fn({ sim, broker, sub });
   } finally {
-    for (const f of fleets) await f.stop();
     await sub.close();
     await broker.close();
     await sim.close();
   }
+}
+
+Deno.test("fleet: two pollers with disjoint devices side by side on one broker", async () => {
+  await withSimAndBroker(4, async ({ sim, broker, sub }) => {
+    const fleets: Fleet[] = [];
+    const sent = { A: new Set<string>(), B: new Set<string>() };
+    try {
+      const cfg = cfgOf({ MQTT_URL: broker.url });
+      for (const [who, idx] of [["A", [0, 1]], ["B", [2, 3]]] as const) {
+        const f = startFleet(
+          cfg,
+          idx.map((i) => spec(`dev-${i}`, sim.ports[i], 200)),
+          { log: () => {}, pollerName: who },
+        );
+        // Spy on what each poller hands to MQTT (nothing is sent synchronously).
+        const send = f.publisher.send.bind(f.publisher);
+        f.publisher.send = (kind, topic, body, retain) => {
+          sent[who].add(topic);
+          send(kind, topic, body, retain);
+        };
+        fleets.push(f);
+      }
+      for (const i of [0, 1, 2, 3]) {
+        await sub.waitForCount(
+          `dev-${i} telemetry`,
+          `fleet/dev-${i}/telemetry`,
+          3,
+        );
+      }
+      for (const f of fleets) await f.stop();
+      // Every topic a poller sent is under one of its own devices (other
+      // per-device topics such as alarm state may appear; never a foreign one),
+      // and each of its devices published telemetry and status.
+      for (const [who, ids] of [["A", [0, 1]], ["B", [2, 3]]] as const) {
+        const mine = ids.map((i) => `fleet/dev-${i}/`);
+        for (const t of sent[who]) {
+          assert.ok(mine.some((p) => t.startsWith(p)), `${who} sent ${t}`);
+        }
+        for (const p of mine) {
+          assert.ok(
+            sent[who].has(`${p}telemetry`) && sent[who].has(`${p}status`),
+          );
+        }
+      }
+      // Each device has exactly one publisher: its seq runs 1, 2, 3... once,
+      // with the device id of its simulator port.
+      for (const i of [0, 1, 2, 3]) {
+        const t = sub.on(`fleet/dev-${i}/telemetry`).map((m) => m.json);
+        assert.deepEqual(t.map((m) => m.seq), t.map((_, k) => k + 1));
+        assert.ok(t.every((m) => m.device_id === 1001 + i));
+      }
+      // Both pollers' own statuses, separate topics.
+      for (const who of ["A", "B"]) {
+        assert.ok(
+          sub.on(`fleet/_pollers/${who}/status`).some((m) =>
+            m.json.state === "online"
+          ),
+        );
+      }
+      // The broker saw what the pollers sent, and nothing outside the two
+      // pollers' statuses and their own devices' subtrees.
+      const topics = new Set(sub.messages.map((m) => m.topic));
+      for (const t of [...sent.A, ...sent.B]) assert.ok(topics.has(t), t);
+      for (const t of topics) {
+        assert.match(t, /^fleet\/(_pollers\/[AB]\/status|dev-[0-3]\/.+)$/);
+      }
+    } finally {
+      for (const f of fleets) await f.stop();
+    }
+  });
 });
 
 Deno.test("fleet: a command to one device reaches only that device and is answered on its own result topic", async () => {
-  const sim = await startSimulator({
-    host: "127.0.0.1",
-    port: 0,
-    devices: 3,
-    noise: 0,
-    log: () => {},
-  });
-  const broker = await embeddedBroker();
-  const sub = await Recorder.connect(broker.url, "fleet/#");
-  let fleet: Fleet | null = null;
-  try {
-    fleet = startFleet(
-      cfgOf({ MQTT_URL: broker.url }),
-      sim.ports.map((p, i) => spec(`dev-${i}`, p, 200)),
-      { log: () => {}, pollerName: "cmd" },
-    );
-    for (const i of [0, 1, 2]) {
-      await sub.waitForCount(`dev-${i}`, `fleet/dev-${i}/telemetry`, 1);
+  await withSimAndBroker(3, async ({ sim, broker, sub }) => {
+    let fleet: Fleet | null = null;
+    try {
+      fleet = startFleet(
+        cfgOf({ MQTT_URL: broker.url }),
+        sim.ports.map((p, i) => spec(`dev-${i}`, p, 200)),
+        { log: () => {}, pollerName: "cmd" },
+      );
+      for (const i of [0, 1, 2]) {
+        await sub.waitForCount(`dev-${i}`, `fleet/dev-${i}/telemetry`, 1);
+      }
+      await sub.client.publishAsync(
+        "fleet/dev-1/cmd/setpoint",
+        JSON.stringify({
+          id: "one",
+          value: 1234,
+          ts: new Date().toISOString(),
+        }),
+        { qos: 1 },
+      );
+      const res = await sub.waitFor(
+        "result",
+        (m) => m.topic.endsWith("/cmd/setpoint/result") && m.json.id === "one",
+      );
+      assert.equal(res.topic, "fleet/dev-1/cmd/setpoint/result");
+      assert.equal(res.json.ok, true, JSON.stringify(res.json));
+      // Read back by an independent client: only dev-1 holds the new value.
+      const setpoints = await Promise.all(
+        sim.ports.map(async (p) => (await readScaled(p)).values.setpoint_w),
+      );
+      assert.deepEqual(setpoints, [3000, 1234, 3000]);
+      assert.equal(
+        sub.messages.filter((m) => m.topic.endsWith("/cmd/setpoint/result"))
+          .length,
+        1,
+        "exactly one answer",
+      );
+    } finally {
+      await fleet?.stop();
     }
-    await sub.client.publishAsync(
-      "fleet/dev-1/cmd/setpoint",
-      JSON.stringify({ id: "one", value: 1234, ts: new Date().toISOString() }),
-      { qos: 1 },
-    );
-    const res = await sub.waitFor(
-      "result",
-      (m) => m.topic.endsWith("/cmd/setpoint/result") && m.json.id === "one",
-    );
-    assert.equal(res.topic, "fleet/dev-1/cmd/setpoint/result");
-    assert.equal(res.json.ok, true, JSON.stringify(res.json));
-    // Read back by an independent client: only dev-1 holds the new value.
-    const setpoints = await Promise.all(
-      sim.ports.map(async (p) => (await readScaled(p)).values.setpoint_w),
-    );
-    assert.deepEqual(setpoints, [3000, 1234, 3000]);
-    assert.equal(
-      sub.messages.filter((m) => m.topic.endsWith("/cmd/setpoint/result"))
-        .length,
-      1,
-      "exactly one answer",
-    );
-  } finally {
-    await fleet?.stop();
-    await sub.close();
-    await broker.close();
-    await sim.close();
-  }
+  });
 });
 
 const noMosquitto = needs("mosquitto", MOSQUITTO);
