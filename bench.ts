@@ -199,6 +199,19 @@ async function procStat(pid: number): Promise<ProcStat> {
   return { ticks, rssKb };
 }
 
+/**
+ * The runtime flags `deno task poll` runs the poller with (deno.json), so
+ * the fleet benchmark measures the poller as deployed.
+ */
+const POLL_TASK_FLAGS: string[] = (() => {
+  const json = JSON.parse(
+    Deno.readTextFileSync(new URL("./deno.json", import.meta.url)),
+  ) as { tasks: Record<string, string> };
+  return json.tasks.poll.split(/\s+/).filter((a) =>
+    a.startsWith("--v8-flags=")
+  );
+})();
+
 /** A child `deno run bench.ts --role ...` with its stdout lines. */
 class Child {
   readonly proc: Deno.ChildProcess;
@@ -207,9 +220,19 @@ class Child {
   readonly done: Promise<void>;
   stderr = "";
 
-  constructor(args: string[], env: Record<string, string> = {}) {
+  constructor(
+    args: string[],
+    env: Record<string, string> = {},
+    runtimeFlags: string[] = [],
+  ) {
     const proc = new Deno.Command(Deno.execPath(), {
-      args: ["run", "-P", new URL(import.meta.url).pathname, ...args],
+      args: [
+        "run",
+        "-P",
+        ...runtimeFlags,
+        new URL(import.meta.url).pathname,
+        ...args,
+      ],
       env,
       stdout: "piped",
       stderr: "piped",
@@ -367,18 +390,22 @@ async function benchFleet(
       }),
     );
     const warmup = Math.max(5, Math.ceil(devices / 200));
-    poller = new Child([
-      "--role",
-      "poller",
-      "--file",
-      file,
-      "--mqtt",
-      brokerUrl,
-      "--warmup",
-      String(warmup),
-      "--seconds",
-      String(seconds),
-    ]);
+    poller = new Child(
+      [
+        "--role",
+        "poller",
+        "--file",
+        file,
+        "--mqtt",
+        brokerUrl,
+        "--warmup",
+        String(warmup),
+        "--seconds",
+        String(seconds),
+      ],
+      {},
+      POLL_TASK_FLAGS,
+    );
     await poller.waitLine(/^window-start/, 60_000);
     const p0 = await procStat(poller.pid);
     const s0 = await Promise.all(sims.map((s) => procStat(s.pid)));
