@@ -200,6 +200,9 @@ export async function buildIslands(
       jsxImportSource: "preact",
       nodePaths: [nodeModules],
       metafile: true,
+      // Metafile paths are relative to this: the project root, not the cwd
+      // (`deno run /path/to/start.ts` from elsewhere must build the same).
+      absWorkingDir: decodeURIComponent(root.pathname).replace(/\/$/, ""),
       write: true,
       legalComments: "none",
       logLevel: "silent",

@@ -232,3 +232,31 @@ Deno.test("static files, 404 page and method handling", async () => {
     assert.equal(post.status, 405);
   });
 });
+
+Deno.test("build works from any working directory (deno run /path/to/start.ts)", async () => {
+  const elsewhere = await Deno.makeTempDir();
+  try {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-P",
+        "--config",
+        new URL("../deno.json", import.meta.url).pathname,
+        new URL("../build.ts", import.meta.url).pathname,
+      ],
+      cwd: elsewhere,
+      stdout: "piped",
+      stderr: "piped",
+      env: { NO_COLOR: "1" },
+    }).output();
+    const dec = new TextDecoder();
+    assert.equal(out.code, 0, dec.decode(out.stderr));
+    assert.match(dec.decode(out.stdout), /\/build\/LiveHmi-[A-Z0-9]+\.js/);
+    assert.match(
+      dec.decode(out.stdout),
+      /\/build\/FleetOverview-[A-Z0-9]+\.js/,
+    );
+  } finally {
+    await Deno.remove(elsewhere, { recursive: true });
+  }
+});
