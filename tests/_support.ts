@@ -19,12 +19,20 @@ export function freePort(): Promise<number> {
 
 /**
  * The first of `n` consecutive TCP ports on 127.0.0.1 that were all free a
- * moment ago (for the simulator's MODBUS_PORT + i devices).
+ * moment ago (for the simulator's MODBUS_PORT + i devices), none of them in
+ * `avoid`. Take the test's other ports first and pass them here.
  */
-export async function freePortRun(n: number, attempts = 20): Promise<number> {
+export async function freePortRun(
+  n: number,
+  avoid: readonly number[] = [],
+  attempts = 20,
+): Promise<number> {
   for (let a = 0; a < attempts; a++) {
     const base = await freePort();
     if (base + n - 1 > 65535) continue;
+    // Ports already handed out for something else (the OS may give the
+    // next free port to the next caller) must not fall inside the run.
+    if (avoid.some((p) => p >= base && p < base + n)) continue;
     let free = true;
     for (let i = 1; i < n && free; i++) {
       free = await assertPortFree(base + i).then(() => true, () => false);
