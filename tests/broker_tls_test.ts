@@ -23,6 +23,7 @@ import {
 } from "../settings.ts";
 import { startHmi } from "../hmi.ts";
 import { buildTelemetry } from "../contract.ts";
+import { makeCerts } from "./_certs.ts";
 import {
   assertPortFree,
   collectLines,
@@ -41,71 +42,6 @@ const BROKER_SPEC = {
   mqttPassword: MQTT_PASSWORD,
   mqttPasswordFile: MQTT_PASSWORD_FILE,
 };
-
-async function run(cmd: string, args: string[], cwd: string): Promise<void> {
-  const out = await new Deno.Command(cmd, {
-    args,
-    cwd,
-    stdout: "null",
-    stderr: "piped",
-  }).output();
-  if (out.code !== 0) {
-    throw new Error(
-      `${cmd} ${args.join(" ")}: ${new TextDecoder().decode(out.stderr)}`,
-    );
-  }
-}
-
-/** A throwaway CA and a server certificate for 127.0.0.1, in `dir`. */
-async function makeCerts(dir: string): Promise<void> {
-  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"];
-  await run("openssl", [
-    "req",
-    "-x509",
-    ...ec,
-    "-nodes",
-    "-keyout",
-    "ca.key",
-    "-out",
-    "ca.crt",
-    "-days",
-    "1",
-    "-subj",
-    "/CN=scada-broker-test-ca",
-  ], dir);
-  await run("openssl", [
-    "req",
-    ...ec,
-    "-nodes",
-    "-keyout",
-    "server.key",
-    "-out",
-    "server.csr",
-    "-subj",
-    "/CN=127.0.0.1",
-  ], dir);
-  await Deno.writeTextFile(
-    `${dir}/san.ext`,
-    "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
-  );
-  await run("openssl", [
-    "x509",
-    "-req",
-    "-in",
-    "server.csr",
-    "-CA",
-    "ca.crt",
-    "-CAkey",
-    "ca.key",
-    "-CAcreateserial",
-    "-out",
-    "server.crt",
-    "-days",
-    "1",
-    "-extfile",
-    "san.ext",
-  ], dir);
-}
 
 interface Certs {
   dir: string;

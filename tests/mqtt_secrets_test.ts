@@ -7,31 +7,7 @@
 import assert from "node:assert/strict";
 import { loadMqttSecrets, maskUserinfo, redact } from "../mqtt_secrets.ts";
 import { needs } from "./_support.ts";
-
-async function makeCa(dir: string): Promise<void> {
-  const out = await new Deno.Command("openssl", {
-    args: [
-      "req",
-      "-x509",
-      "-newkey",
-      "ec",
-      "-pkeyopt",
-      "ec_paramgen_curve:prime256v1",
-      "-nodes",
-      "-keyout",
-      `${dir}/ca.key`,
-      "-out",
-      `${dir}/ca.crt`,
-      "-days",
-      "1",
-      "-subj",
-      "/CN=secrets-test-ca",
-    ],
-    stdout: "null",
-    stderr: "piped",
-  }).output();
-  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
-}
+import { makeCerts } from "./_certs.ts";
 
 Deno.test({
   name:
@@ -40,7 +16,7 @@ Deno.test({
   async fn() {
     const dir = await Deno.makeTempDir({ prefix: "secrets-ca-" });
     try {
-      await makeCa(dir);
+      await makeCerts(dir);
       const pem = await Deno.readTextFile(`${dir}/ca.crt`);
       // One certificate, and a bundle of two.
       assert.equal(loadMqttSecrets({ caFile: `${dir}/ca.crt` }).ca, pem);

@@ -17,6 +17,7 @@ import {
   secureMosquitto as secureMosquittoFor,
 } from "./_mosquitto.ts";
 import { FaultyDevice } from "./_faulty_device.ts";
+import { makeCerts } from "./_certs.ts";
 import { freePort, LineLog, MOSQUITTO, needs } from "./_support.ts";
 
 const USERS = {
@@ -24,20 +25,6 @@ const USERS = {
   hmi: "hmi-pw-93ab",
   intruder: "intruder-pw-11d0",
 };
-
-async function run(cmd: string, args: string[], cwd?: string): Promise<void> {
-  const out = await new Deno.Command(cmd, {
-    args,
-    cwd,
-    stdout: "null",
-    stderr: "piped",
-  }).output();
-  if (out.code !== 0) {
-    throw new Error(
-      `${cmd} ${args.join(" ")}: ${new TextDecoder().decode(out.stderr)}`,
-    );
-  }
-}
 
 /** Mosquitto with the users above and the shipped ACL (no WebSocket). */
 function secureMosquitto(extra: string[] = []) {
@@ -195,61 +182,6 @@ Deno.test({
     }
   },
 });
-
-/** A throwaway CA and a server certificate for 127.0.0.1, in `dir`. */
-async function makeCerts(dir: string): Promise<void> {
-  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"];
-  await run("openssl", [
-    "req",
-    "-x509",
-    ...ec,
-    "-nodes",
-    "-keyout",
-    "ca.key",
-    "-out",
-    "ca.crt",
-    "-days",
-    "1",
-    "-subj",
-    "/CN=scada-test-ca",
-  ], dir);
-  await run("openssl", [
-    "req",
-    ...ec,
-    "-nodes",
-    "-keyout",
-    "server.key",
-    "-out",
-    "server.csr",
-    "-subj",
-    "/CN=127.0.0.1",
-  ], dir);
-  await Deno.writeTextFile(
-    `${dir}/san.ext`,
-    "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
-  );
-  await run("openssl", [
-    "x509",
-    "-req",
-    "-in",
-    "server.csr",
-    "-CA",
-    "ca.crt",
-    "-CAkey",
-    "ca.key",
-    "-CAcreateserial",
-    "-out",
-    "server.crt",
-    "-days",
-    "1",
-    "-extfile",
-    "san.ext",
-  ], dir);
-  // Test-only key in a temp dir, readable by Mosquitto's own user.
-  for (const f of ["server.key", "server.crt", "ca.crt"]) {
-    await Deno.chmod(`${dir}/${f}`, 0o644);
-  }
-}
 
 Deno.test({
   name:
