@@ -190,6 +190,25 @@ options.vnode = (vnode) => {
 };
 
 /**
+ * A JSON answer no cache keeps (every API answer here is live data).
+ *
+ * @example
+ * ```ts
+ * if (!p.ok) return noStoreJson({ error: p.error }, 400);
+ * ```
+ */
+export function noStoreJson(
+  body: unknown,
+  status = 200,
+  headers: Record<string, string> = {},
+): Response {
+  return Response.json(body, {
+    status,
+    headers: { "Cache-Control": "no-store", ...headers },
+  });
+}
+
+/**
  * JSON that is safe inside a `<script>` element: `<`, `>`, `&` and the line
  * separators are escaped, so no payload can close the element.
  */

@@ -1,8 +1,6 @@
-import type { Handlers } from "../../fresh.ts";
+import { type Handlers, noStoreJson } from "../../fresh.ts";
 import type { HmiState } from "../../hmi.ts";
 import { parseDeviceParam, parseLimit } from "../../history.ts";
-
-const NO_STORE = { "Cache-Control": "no-store" };
 
 /**
  * `GET /api/alarms?limit=N` (default 50, 1..1000): the newest N alarm events
@@ -13,21 +11,9 @@ const NO_STORE = { "Cache-Control": "no-store" };
 export const handler: Handlers<HmiState> = {
   GET(_req, ctx) {
     const p = parseLimit(ctx.url.searchParams.get("limit"));
-    if (!p.ok) {
-      return Response.json({ error: p.error }, {
-        status: 400,
-        headers: NO_STORE,
-      });
-    }
+    if (!p.ok) return noStoreJson({ error: p.error }, 400);
     const d = parseDeviceParam(ctx.url.searchParams.get("device"));
-    if (!d.ok) {
-      return Response.json({ error: d.error }, {
-        status: 400,
-        headers: NO_STORE,
-      });
-    }
-    return Response.json(ctx.state.history.recentAlarms(p.value, d.value), {
-      headers: NO_STORE,
-    });
+    if (!d.ok) return noStoreJson({ error: d.error }, 400);
+    return noStoreJson(ctx.state.history.recentAlarms(p.value, d.value));
   },
 };

@@ -1,4 +1,4 @@
-import type { Handlers } from "../../fresh.ts";
+import { type Handlers, noStoreJson } from "../../fresh.ts";
 import type { HmiState } from "../../hmi.ts";
 import { redact } from "../../mqtt_secrets.ts";
 
@@ -11,7 +11,7 @@ export const handler: Handlers<HmiState> = {
   GET(_req, ctx) {
     const { cfg, startedMs, manifest, recorder, history, authEnabled } =
       ctx.state;
-    return Response.json({
+    return noStoreJson({
       status: "ok",
       service: "hmi",
       uptime_s: Math.round((Date.now() - startedMs) / 1000),
@@ -25,6 +25,6 @@ export const handler: Handlers<HmiState> = {
         db_bytes: history.usedBytes(),
         max_bytes: history.maxBytes,
       },
-    }, { headers: { "Cache-Control": "no-store" } });
+    });
   },
 };

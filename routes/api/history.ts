@@ -1,4 +1,4 @@
-import type { Handlers } from "../../fresh.ts";
+import { type Handlers, noStoreJson } from "../../fresh.ts";
 import type { HmiState } from "../../hmi.ts";
 import {
   MAX_HISTORY_ROWS,
@@ -6,8 +6,6 @@ import {
   parseMinutes,
 } from "../../history.ts";
 import type { Telemetry } from "../../contract.ts";
-
-const NO_STORE = { "Cache-Control": "no-store" };
 
 /**
  * `GET /api/history?minutes=N` (default 10, 1..10080): the telemetry this
@@ -24,19 +22,9 @@ const NO_STORE = { "Cache-Control": "no-store" };
 export const handler: Handlers<HmiState> = {
   GET(_req, ctx) {
     const p = parseMinutes(ctx.url.searchParams.get("minutes"));
-    if (!p.ok) {
-      return Response.json({ error: p.error }, {
-        status: 400,
-        headers: NO_STORE,
-      });
-    }
+    if (!p.ok) return noStoreJson({ error: p.error }, 400);
     const d = parseDeviceParam(ctx.url.searchParams.get("device"));
-    if (!d.ok) {
-      return Response.json({ error: d.error }, {
-        status: 400,
-        headers: NO_STORE,
-      });
-    }
+    if (!d.ok) return noStoreJson({ error: d.error }, 400);
     const { rows, truncated } = ctx.state.history.telemetryWindow(
       Date.now() - p.value * 60_000,
       MAX_HISTORY_ROWS,
@@ -51,10 +39,9 @@ export const handler: Handlers<HmiState> = {
       out.push(t);
     }
     const headers: Record<string, string> = {
-      ...NO_STORE,
       "X-History-Truncated": String(truncated),
     };
     if (truncated && out.length > 0) headers["X-History-From"] = out[0].ts;
-    return Response.json(out, { headers });
+    return noStoreJson(out, 200, headers);
   },
 };

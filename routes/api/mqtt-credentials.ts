@@ -1,4 +1,4 @@
-import type { Handlers } from "../../fresh.ts";
+import { type Handlers, noStoreJson } from "../../fresh.ts";
 import type { HmiState } from "../../hmi.ts";
 
 /**
@@ -12,13 +12,16 @@ import type { HmiState } from "../../hmi.ts";
 export const handler: Handlers<HmiState> = {
   GET(_req, ctx) {
     const c = ctx.state.browserMqtt;
-    const headers = { "Cache-Control": "no-store" };
-    if (!c) return new Response(null, { status: 204, headers });
-    return Response.json(
+    if (!c) {
+      return new Response(null, {
+        status: 204,
+        headers: { "Cache-Control": "no-store" },
+      });
+    }
+    return noStoreJson(
       c.password === undefined
         ? { username: c.username }
         : { username: c.username, password: c.password },
-      { headers },
     );
   },
 };
