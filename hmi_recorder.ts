@@ -19,7 +19,7 @@ import mqtt from "mqtt";
 import { parseAlarmEvent, parseTelemetry, topicsFor } from "./contract.ts";
 import { deviceOfTopic } from "./fleet_model.ts";
 import type { History } from "./history.ts";
-import { redact, redactSecret } from "./mqtt_secrets.ts";
+import { mqttErrorText, redact } from "./mqtt_secrets.ts";
 import { backoffDelayMs, type BackoffParams } from "./schedule.ts";
 
 export interface RecorderOptions {
@@ -125,20 +125,10 @@ export function startRecorder(o: RecorderOptions): HistoryRecorder {
   });
   client.on("error", (e) => {
     // Log a changed reason once, not every reconnect attempt.
-    const msg = redactSecret(e.message, o.password);
-    if (msg === lastError) return;
-    lastError = msg;
-    if (/not authori[sz]ed|bad user ?name or password/i.test(msg)) {
-      // The same wording as the poller (publisher.ts): one clear line, and
-      // the backoff goes on (the broker's password file may be fixed live).
-      o.log(
-        `hmi: history recorder: broker rejected the credentials of user "${
-          o.username ?? ""
-        }" (${msg}); retrying with backoff`,
-      );
-      return;
-    }
-    o.log(`hmi: history recorder: ${msg}`);
+    const { text } = mqttErrorText(e.message, o.username, o.password);
+    if (text === lastError) return;
+    lastError = text;
+    o.log(`hmi: history recorder: ${text}`);
   });
   const reject = (topic: string, error: string) => {
     counts.rejected++;

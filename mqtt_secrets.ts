@@ -11,6 +11,30 @@
  */
 import { X509Certificate } from "node:crypto";
 
+/** How brokers (Mosquitto, aedes) word a refused login in mqtt.js errors. */
+const AUTH_REJECTED = /not authori[sz]ed|bad user ?name or password/i;
+
+/**
+ * The text of one log line for an MQTT client error, the password masked. A
+ * refused login says so plainly and that the client keeps retrying (an
+ * operator may fix the broker's password file without a restart).
+ */
+export function mqttErrorText(
+  message: string,
+  username: string | undefined,
+  password: string | undefined,
+): { authRejected: boolean; text: string } {
+  const msg = redactSecret(message, password);
+  return AUTH_REJECTED.test(msg)
+    ? {
+      authRejected: true,
+      text: `broker rejected the credentials of user "${
+        username ?? ""
+      }" (${msg}); retrying with backoff`,
+    }
+    : { authRejected: false, text: msg };
+}
+
 /** `text` with every occurrence of `secret` masked (for error messages). */
 export function redactSecret(text: string, secret?: string): string {
   return secret ? text.replaceAll(secret, "<secret>") : text;

@@ -27,7 +27,7 @@
 import mqtt from "mqtt";
 import { buildStatus } from "./contract.ts";
 import { ConfigError } from "./cli.ts";
-import { redact, redactSecret } from "./mqtt_secrets.ts";
+import { mqttErrorText, redact } from "./mqtt_secrets.ts";
 import {
   makeMessage,
   type MessageKind,
@@ -354,17 +354,8 @@ export class Publisher {
   #noteError(msg: string): void {
     if (msg === this.#lastError) return;
     this.#lastError = msg;
-    if (/not authori[sz]ed|bad user ?name or password/i.test(msg)) {
-      // One clear line; the reconnect backoff keeps going (an operator may
-      // fix the broker's password file without restarting the poller).
-      this.#o.log(
-        `mqtt: broker rejected the credentials of user "${
-          this.#o.username ?? ""
-        }" (${msg}); retrying with backoff`,
-      );
-      return;
-    }
-    this.#o.log(`mqtt: error: ${redactSecret(msg, this.#o.password)}`);
+    const e = mqttErrorText(msg, this.#o.username, this.#o.password);
+    this.#o.log(e.authRejected ? `mqtt: ${e.text}` : `mqtt: error: ${e.text}`);
   }
 
   /**
