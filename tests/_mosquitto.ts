@@ -173,6 +173,18 @@ export async function writePasswordFile(
   return passwd;
 }
 
+/**
+ * A copy of the shipped ACL in `dir`: Mosquitto started as root reads it
+ * after dropping to its own user, which may not be able to enter the
+ * checkout (a clone under a 0700 temp directory, say).
+ */
+export async function copyShippedAcl(dir: string): Promise<string> {
+  const acl = `${dir}/acl`;
+  await Deno.copyFile(SHIPPED_ACL, acl);
+  await Deno.chmod(acl, 0o644);
+  return acl;
+}
+
 /** Mosquitto refusing anonymous clients, with `users` and the shipped ACL. */
 export async function secureMosquitto(
   users: Record<string, string>,
@@ -180,12 +192,13 @@ export async function secureMosquitto(
 ): Promise<{ m: Mosquitto; dir: string; url: string }> {
   const dir = await Deno.makeTempDir({ prefix: "mosq-sec-" });
   const passwd = await writePasswordFile(dir, users);
+  const acl = await copyShippedAcl(dir);
   const m = await startMosquitto({
     withWebSocket: opts.withWebSocket,
     allowAnonymous: false,
     extraConfig: [
       `password_file ${passwd}`,
-      `acl_file ${SHIPPED_ACL}`,
+      `acl_file ${acl}`,
       ...(opts.extraConfig ?? []),
     ],
   });

@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import mqtt from "mqtt";
 import { Recorder } from "./_mqtt.ts";
-import { SHIPPED_ACL, writePasswordFile } from "./_mosquitto.ts";
+import { copyShippedAcl, writePasswordFile } from "./_mosquitto.ts";
 import {
   assertPortFree,
   collectLines,
@@ -33,7 +33,7 @@ Deno.test({
       ["listener 1883 127.0.0.1", `listener ${tcp} 127.0.0.1`],
       ["listener 9001 127.0.0.1", `listener ${ws} 127.0.0.1`],
       ["password_file mosquitto/passwd", `password_file ${dir}/passwd`],
-      ["acl_file mosquitto/acl", `acl_file ${SHIPPED_ACL}`],
+      ["acl_file mosquitto/acl", `acl_file ${dir}/acl`],
       ["persistence_location data/mosquitto/", `persistence_location ${dir}/`],
     ];
     let conf = shipped;
@@ -43,6 +43,7 @@ Deno.test({
     }
     await Deno.writeTextFile(`${dir}/mosquitto.conf`, conf);
     await writePasswordFile(dir, { poller: "poller-pw", hmi: "hmi-pw" });
+    await copyShippedAcl(dir);
     // Mosquitto (dropped to its own user) writes its persistence file here.
     await Deno.chmod(dir, 0o777);
     const child = new Deno.Command(MOSQUITTO!, {
@@ -114,7 +115,9 @@ Deno.test({
     } finally {
       for (const c of clients) await c.endAsync(true);
       await hmi?.close();
-      child.kill("SIGTERM");
+      try {
+        child.kill("SIGTERM");
+      } catch { /* exited already: its log is in the failure */ }
       await child.status;
       await collecting;
       await Deno.remove(dir, { recursive: true });
