@@ -18,7 +18,9 @@ async function ports(devices = 1) {
   return { modbus, mqtt, ws, hmi };
 }
 
-function envFor(p: Awaited<ReturnType<typeof ports>>, dataDir: string) {
+type Ports = Awaited<ReturnType<typeof ports>>;
+
+function envFor(p: Ports, dataDir: string) {
   return {
     MODBUS_HOST: "127.0.0.1",
     MODBUS_PORT: String(p.modbus),
@@ -33,15 +35,35 @@ function envFor(p: Awaited<ReturnType<typeof ports>>, dataDir: string) {
   };
 }
 
+/**
+ * Free ports are free a moment ago, not reserved: another process on this
+ * shared machine may take one (an outgoing connection's ephemeral port)
+ * before the stack listens. Retry with fresh ports on EADDRINUSE only;
+ * startStack stops what it started when it fails.
+ */
+async function startOnFreePorts(
+  devices: number,
+  argv: (p: Ports) => Promise<string[]> | string[],
+  dataDir: string,
+) {
+  for (let attempt = 1;; attempt++) {
+    const p = await ports(devices);
+    const cfg = parseConfig(START_SPEC, await argv(p), envFor(p, dataDir));
+    try {
+      return { p, stack: await startStack(cfg, () => {}) };
+    } catch (e) {
+      if (attempt >= 5 || !/EADDRINUSE/.test(String(e))) throw e;
+    }
+  }
+}
+
 Deno.test("start --sim-devices 3: three simulated devices polled as the fleet inv-1..inv-3, fleet overview served", async () => {
-  const p = await ports();
   const dataDir = await Deno.makeTempDir();
-  const cfg = parseConfig(
-    START_SPEC,
-    ["--sim-devices", "3"],
-    envFor(p, dataDir),
+  const { p, stack } = await startOnFreePorts(
+    3,
+    () => ["--sim-devices", "3"],
+    dataDir,
   );
-  const stack = await startStack(cfg, () => {});
   let sub: Recorder | null = null;
   try {
     assert.equal(stack.hmiPath, "/fleet");
@@ -75,22 +97,18 @@ Deno.test("start --sim-devices 3: three simulated devices polled as the fleet in
 });
 
 Deno.test("start --devices-file: polls the devices the file names", async () => {
-  const p = await ports();
   const dataDir = await Deno.makeTempDir();
   const file = `${dataDir}/devices.json`;
-  await Deno.writeTextFile(
-    file,
-    JSON.stringify({
-      poller: "site",
-      devices: [{ name: "bms-7", host: "127.0.0.1", port: p.modbus }],
-    }),
-  );
-  const cfg = parseConfig(
-    START_SPEC,
-    ["--devices-file", file],
-    envFor(p, dataDir),
-  );
-  const stack = await startStack(cfg, () => {});
+  const { p, stack } = await startOnFreePorts(1, async (p) => {
+    await Deno.writeTextFile(
+      file,
+      JSON.stringify({
+        poller: "site",
+        devices: [{ name: "bms-7", host: "127.0.0.1", port: p.modbus }],
+      }),
+    );
+    return ["--devices-file", file];
+  }, dataDir);
   let sub: Recorder | null = null;
   try {
     sub = await Recorder.connect(`mqtt://127.0.0.1:${p.mqtt}`, "demo/#");
