@@ -4,8 +4,38 @@
  */
 import net from "node:net";
 
-/** A TCP port on 127.0.0.1 that was free a moment ago (the OS picked it). */
-export function freePort(): Promise<number> {
+/**
+ * Where test ports come from. A port that was free a moment ago is not
+ * reserved: any outgoing connection (ours, a child's, another job's on this
+ * shared machine) may be given it as its local port before our server
+ * listens (CI saw EADDRINUSE that way). Outgoing connections take their
+ * ports from the kernel's ephemeral range, so test ports are picked below
+ * it, where only an explicit listener can take them; and this process never
+ * hands out the same port twice.
+ */
+const TEST_PORT_FLOOR = 20_000;
+const handedOut = new Set<number>();
+
+/** [low, high] of Linux's ephemeral range, or null where unknown. */
+export function ephemeralPortRange(): [number, number] | null {
+  try {
+    const text = Deno.readTextFileSync(
+      "/proc/sys/net/ipv4/ip_local_port_range",
+    );
+    const [low, high] = text.trim().split(/\s+/).map(Number);
+    return Number.isInteger(low) && Number.isInteger(high) ? [low, high] : null;
+  } catch {
+    return null;
+  }
+}
+
+const ephemeral = ephemeralPortRange();
+// Enough room below the ephemeral range, or fall back to the OS's choice.
+const testPortCeiling = ephemeral && ephemeral[0] - TEST_PORT_FLOOR >= 2000
+  ? ephemeral[0] - 1
+  : null;
+
+function osPickedPort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = net.createServer();
     srv.unref();
@@ -17,29 +47,40 @@ export function freePort(): Promise<number> {
   });
 }
 
+const isFree = (port: number) =>
+  assertPortFree(port).then(() => true, () => false);
+
+/** The first of `n` consecutive candidate ports (none handed out yet). */
+async function candidateRun(n: number): Promise<number | null> {
+  const base = testPortCeiling
+    ? TEST_PORT_FLOOR +
+      Math.floor(Math.random() * (testPortCeiling - TEST_PORT_FLOOR - n + 2))
+    : await osPickedPort();
+  if (base + n - 1 > 65535) return null;
+  for (let i = 0; i < n; i++) {
+    if (handedOut.has(base + i) || !await isFree(base + i)) return null;
+  }
+  return base;
+}
+
 /**
- * The first of `n` consecutive TCP ports on 127.0.0.1 that were all free a
- * moment ago (for the simulator's MODBUS_PORT + i devices), none of them in
- * `avoid`. Take the test's other ports first and pass them here.
+ * The first of `n` consecutive TCP ports on 127.0.0.1 that are free now and
+ * were not handed out before in this process (the simulator's MODBUS_PORT + i
+ * devices use runs).
  */
-export async function freePortRun(
-  n: number,
-  avoid: readonly number[] = [],
-  attempts = 20,
-): Promise<number> {
+export async function freePortRun(n: number, attempts = 50): Promise<number> {
   for (let a = 0; a < attempts; a++) {
-    const base = await freePort();
-    if (base + n - 1 > 65535) continue;
-    // Ports already handed out for something else (the OS may give the
-    // next free port to the next caller) must not fall inside the run.
-    if (avoid.some((p) => p >= base && p < base + n)) continue;
-    let free = true;
-    for (let i = 1; i < n && free; i++) {
-      free = await assertPortFree(base + i).then(() => true, () => false);
-    }
-    if (free) return base;
+    const base = await candidateRun(n);
+    if (base === null) continue;
+    for (let i = 0; i < n; i++) handedOut.add(base + i);
+    return base;
   }
   throw new Error(`no ${n} consecutive free ports after ${attempts} attempts`);
+}
+
+/** A TCP port on 127.0.0.1 that is free now, outside the ephemeral range. */
+export function freePort(): Promise<number> {
+  return freePortRun(1);
 }
 
 /** Resolves once nothing accepts on `port` (proves a test closed its server). */

@@ -10,12 +10,13 @@ import { Recorder } from "./_mqtt.ts";
 import { assertPortFree, freePort, freePortRun } from "./_support.ts";
 
 async function ports(devices = 1) {
-  // The other ports first, so the simulator's run of ports avoids them.
-  const mqtt = await freePort();
-  const ws = await freePort();
-  const hmi = await freePort();
-  const modbus = await freePortRun(devices, [mqtt, ws, hmi]);
-  return { modbus, mqtt, ws, hmi };
+  const modbus = await freePortRun(devices);
+  return {
+    modbus,
+    mqtt: await freePort(),
+    ws: await freePort(),
+    hmi: await freePort(),
+  };
 }
 
 type Ports = Awaited<ReturnType<typeof ports>>;
