@@ -107,3 +107,43 @@ export function onAck(
     },
   };
 }
+
+const ACK_STATES: readonly AlarmAckState[] = [
+  "normal",
+  "active-unacknowledged",
+  "active-acknowledged",
+  "cleared-unacknowledged",
+];
+
+const isTsOrNull = (v: unknown) =>
+  v === null || (typeof v === "string" && Number.isFinite(Date.parse(v)));
+
+/**
+ * The record of `alarm` in an earlier run's retained alarms/state body
+ * (`{alarms: [AlarmRecord, ...]}`), so a restarted poller continues from
+ * it; null when absent or malformed (then the poller starts from normal).
+ */
+export function restoreAlarmRecord(
+  body: Record<string, unknown> | null,
+  alarm: string,
+): AlarmRecord | null {
+  const list = body?.alarms;
+  if (!Array.isArray(list)) return null;
+  const r = list.find((x) => x && typeof x === "object" && x.alarm === alarm);
+  if (!r) return null;
+  const ok = ACK_STATES.includes(r.state) &&
+    (r.value === null || Number.isFinite(r.value)) &&
+    isTsOrNull(r.raised_ts) && isTsOrNull(r.cleared_ts) &&
+    isTsOrNull(r.acked_ts) &&
+    // An alarm that is not normal was raised at some time.
+    (r.state === "normal" || typeof r.raised_ts === "string");
+  if (!ok) return null;
+  return {
+    alarm,
+    state: r.state,
+    value: r.value,
+    raised_ts: r.raised_ts,
+    cleared_ts: r.cleared_ts,
+    acked_ts: r.acked_ts,
+  };
+}

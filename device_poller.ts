@@ -41,9 +41,11 @@ import {
 import {
   type AlarmRecord,
   initialAlarmRecord,
+  isActive,
   onAck,
   onCleared,
   onRaised,
+  restoreAlarmRecord,
 } from "./alarm_states.ts";
 import {
   alarmMessage,
@@ -185,8 +187,22 @@ export function startDevicePoller(
   let stopped = false;
   let seq = publisher.lastSeq(topics.telemetry);
   let deviceId: number | null = null;
-  let alarm: AlarmState = INITIAL_ALARM_STATE;
-  let alarmRec: AlarmRecord = initialAlarmRecord("temp_high");
+  // A durable outbox keeps the alarm state this device last announced: a
+  // restart continues from it, so an alarm nobody has acknowledged is not
+  // forgotten, and one still active clears (not re-raises) by the rule.
+  const restored = restoreAlarmRecord(
+    publisher.lastRetained(topics.alarmsState),
+    "temp_high",
+  );
+  let alarmRec: AlarmRecord = restored ?? initialAlarmRecord("temp_high");
+  let alarm: AlarmState = isActive(alarmRec.state)
+    ? { active: true, pendingSinceMs: null }
+    : INITIAL_ALARM_STATE;
+  if (restored && restored.state !== "normal") {
+    log(
+      `alarm: ${who} temp_high continues as ${restored.state} (raised ${restored.raised_ts}) from the durable outbox`,
+    );
+  }
   const recentCommands = new RecentIds();
   let commandQueue: Promise<unknown> = Promise.resolve();
   /** Nominal (unjittered) backoff step last logged, so the cap is logged once. */

@@ -4,7 +4,10 @@
  * until the broker has acknowledged it, so a restart, a crash or kill -9
  * loses nothing; the next run loads the rows, in order, and replays them.
  * The last `seq` per telemetry topic is kept beside them so a restarted
- * poller continues its numbering instead of starting again at 1.
+ * poller continues its numbering instead of starting again at 1, and so is
+ * the last retained payload per topic (`noteRetained`), so a restarted
+ * poller picks up the state it last announced (its alarms/state) instead of
+ * forgetting an alarm nobody has acknowledged yet.
  *
  * Cost: writes are batched. `add`, `delete` and `noteSeq` only queue; one
  * `flush()` writes everything queued in one transaction (WAL,
@@ -25,6 +28,7 @@
  * const store = OutboxStore.open("/var/lib/poller");
  * const { messages, seqs } = store.load(); // previous run's unsent, replayed
  * store.add(msg); store.noteSeq(topic, 42); store.flush();
+ * store.noteRetained(stateTopic, payload); store.lastRetained(stateTopic);
  * store.delete(msg); store.close();
  * ```
  */
@@ -38,8 +42,11 @@ import {
   wirePayload,
 } from "./outbox.ts";
 
-/** Table layout version (PRAGMA user_version). */
-const SCHEMA = 1;
+/**
+ * Table layout version (PRAGMA user_version). 2 added `retained`; a version
+ * 1 file gains the table when opened (CREATE TABLE IF NOT EXISTS).
+ */
+const SCHEMA = 2;
 /** Deleted rows between checks for free pages to give back. */
 const VACUUM_EVERY = 4096;
 /** Free pages (4 KiB) worth giving back. */
@@ -68,6 +75,7 @@ export class OutboxStore {
   #insert: StatementSync;
   #deleteRange: StatementSync;
   #upsertSeq: StatementSync;
+  #upsertRetained: StatementSync;
   #nextId = 1;
   /** Ids above this are queued, not yet written. */
   #committedId = 0;
@@ -77,6 +85,8 @@ export class OutboxStore {
   #deletes: number[] = [];
   #seqs = new Map<string, number>();
   #dirtySeqs = new Map<string, number>();
+  #retained = new Map<string, string>();
+  #dirtyRetained = new Map<string, string>();
   #deletedSinceVacuum = 0;
 
   private constructor(path: string, db: DatabaseSync) {
@@ -91,11 +101,17 @@ export class OutboxStore {
     this.#upsertSeq = db.prepare(
       "INSERT INTO seq (topic, last) VALUES (?, ?) ON CONFLICT (topic) DO UPDATE SET last = excluded.last",
     );
+    this.#upsertRetained = db.prepare(
+      "INSERT INTO retained (topic, payload) VALUES (?, ?) ON CONFLICT (topic) DO UPDATE SET payload = excluded.payload",
+    );
     const max = db.prepare("SELECT max(id) AS id FROM outbox").get()!.id;
     this.#committedId = typeof max === "number" ? max : 0;
     this.#nextId = this.#committedId + 1;
     for (const r of db.prepare("SELECT topic, last FROM seq").all()) {
       this.#seqs.set(r.topic as string, r.last as number);
+    }
+    for (const r of db.prepare("SELECT topic, payload FROM retained").all()) {
+      this.#retained.set(r.topic as string, r.payload as string);
     }
   }
 
@@ -148,6 +164,10 @@ export class OutboxStore {
           topic TEXT PRIMARY KEY,
           last INTEGER NOT NULL
         ) WITHOUT ROWID;
+        CREATE TABLE IF NOT EXISTS retained (
+          topic TEXT PRIMARY KEY,
+          payload TEXT NOT NULL
+        ) WITHOUT ROWID;
         PRAGMA user_version = ${SCHEMA};
         COMMIT;
       `);
@@ -195,6 +215,11 @@ export class OutboxStore {
     return this.#seqs.get(topic) ?? 0;
   }
 
+  /** Last retained payload noted for `topic` by this or an earlier run. */
+  lastRetained(topic: string): string | undefined {
+    return this.#retained.get(topic);
+  }
+
   /** Rows queued for writing. */
   get pendingInserts(): number {
     return this.#pending.length;
@@ -203,7 +228,7 @@ export class OutboxStore {
   /** Anything queued (rows, deletes, seqs). */
   get dirty(): boolean {
     return this.#pending.length > 0 || this.#deletes.length > 0 ||
-      this.#dirtySeqs.size > 0;
+      this.#dirtySeqs.size > 0 || this.#dirtyRetained.size > 0;
   }
 
   /**
@@ -232,6 +257,12 @@ export class OutboxStore {
   noteSeq(topic: string, seq: number): void {
     this.#seqs.set(topic, seq);
     this.#dirtySeqs.set(topic, seq);
+  }
+
+  /** Queue the last retained payload of `topic` (replaces the one before). */
+  noteRetained(topic: string, payload: string): void {
+    this.#retained.set(topic, payload);
+    this.#dirtyRetained.set(topic, payload);
   }
 
   /** Write everything queued in one transaction. */
@@ -265,6 +296,9 @@ export class OutboxStore {
       for (const [topic, seq] of this.#dirtySeqs) {
         this.#upsertSeq.run(topic, seq);
       }
+      for (const [topic, payload] of this.#dirtyRetained) {
+        this.#upsertRetained.run(topic, payload);
+      }
       db.exec("COMMIT");
     } catch (e) {
       try {
@@ -280,6 +314,7 @@ export class OutboxStore {
     this.#cancelled.clear();
     this.#deletes = [];
     this.#dirtySeqs.clear();
+    this.#dirtyRetained.clear();
   }
 
   /**

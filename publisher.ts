@@ -172,6 +172,22 @@ export class Publisher {
     return this.#store?.lastSeq(topic) ?? 0;
   }
 
+  /**
+   * The body of the last retained message this or an earlier run sent on
+   * `topic` (durable outbox only; else null), e.g. the alarm state to
+   * continue from. Null when unknown or unreadable.
+   */
+  lastRetained(topic: string): Record<string, unknown> | null {
+    const text = this.#store?.lastRetained(topic);
+    if (text === undefined) return null;
+    try {
+      const v = JSON.parse(text);
+      return v && typeof v === "object" && !Array.isArray(v) ? v : null;
+    } catch {
+      return null;
+    }
+  }
+
   /** Store counters (inserts, deletes, transactions), or null in memory mode. */
   get storeStats(): OutboxStore["stats"] | null {
     return this.#store?.stats ?? null;
@@ -234,6 +250,10 @@ export class Publisher {
       for (const d of dropped) store.delete(d);
       if (kind === "telemetry" && typeof body.seq === "number") {
         store.noteSeq(topic, body.seq);
+      }
+      // The state a retained message announces (alarms/state) outlives us.
+      if (retain && !isSessionBound(body, retain)) {
+        store.noteRetained(topic, JSON.stringify(body));
       }
     }
     if (dropped.length) this.#logDrops(dropped.length);

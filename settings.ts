@@ -138,7 +138,7 @@ export const MQTT_BUFFER_MAX_MB = intOption(
 );
 export const MQTT_BUFFER_DIR = stringOption(
   "MQTT_BUFFER_DIR",
-  "directory of a durable outbox (outbox.db): unsent messages and seq survive a restart (empty = memory only)",
+  "directory of a durable outbox (outbox.db): unsent messages, seq and alarm state survive a restart (empty = memory only)",
   "",
 );
 

@@ -5,6 +5,7 @@ import {
   onAck,
   onCleared,
   onRaised,
+  restoreAlarmRecord,
 } from "../alarm_states.ts";
 
 const T = Date.UTC(2026, 11, 3, 18, 0, 0);
@@ -77,4 +78,42 @@ Deno.test("raise while active and clear while normal change nothing", () => {
   assert.equal(onRaised(active, { tsMs: T + 1, value: 70 }), active);
   const normal = initialAlarmRecord("temp_high");
   assert.equal(onCleared(normal, { tsMs: T, value: 50 }), normal);
+});
+
+Deno.test("restoreAlarmRecord: an earlier run's retained state comes back as it was", () => {
+  const cleared = onCleared(
+    onRaised(initialAlarmRecord("temp_high"), { tsMs: T, value: 61 }),
+    { tsMs: T + 9000, value: 57.5 },
+  );
+  const body = { ts: iso(9), device_id: 1001, alarms: [cleared] };
+  assert.deepEqual(
+    restoreAlarmRecord(JSON.parse(JSON.stringify(body)), "temp_high"),
+    cleared,
+  );
+  assert.equal(restoreAlarmRecord(body, "other_alarm"), null);
+});
+
+Deno.test("restoreAlarmRecord: absent or malformed state is refused (start from normal)", () => {
+  const good = onRaised(initialAlarmRecord("temp_high"), {
+    tsMs: T,
+    value: 61,
+  });
+  const bad: unknown[] = [
+    null,
+    {},
+    { alarms: "x" },
+    { alarms: [null, 3] },
+    { alarms: [{ ...good, state: "raised" }] },
+    { alarms: [{ ...good, value: "61" }] },
+    { alarms: [{ ...good, raised_ts: "yesterday" }] },
+    { alarms: [{ ...good, raised_ts: null }] },
+    { alarms: [{ ...good, acked_ts: 5 }] },
+  ];
+  for (const b of bad) {
+    assert.equal(
+      restoreAlarmRecord(b as Record<string, unknown> | null, "temp_high"),
+      null,
+      JSON.stringify(b),
+    );
+  }
 });

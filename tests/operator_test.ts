@@ -30,28 +30,44 @@ async function setup(env: Record<string, string> = {}) {
   const url = `mqtt://127.0.0.1:${mqttPort}`;
   const sub = await Recorder.connect(url, "demo/#");
   const logs: string[] = [];
-  const poller: Poller = await startPoller(
-    parseConfig(POLL_OPTIONS, [], {
-      MODBUS_PORT: String(modbusPort),
-      MQTT_URL: url,
-      POLL_INTERVAL_MS: "100",
-      BACKOFF_BASE_MS: "100",
-      MODBUS_TIMEOUT_MS: "300",
-      ALARM_RAISE_DELAY_MS: "300",
-      ALARM_CLEAR_DELAY_MS: "300",
-      ...env,
-    }),
-    { log: (l) => logs.push(l) },
-  );
-  // Commands only count once the poller has subscribed: wait for its first telemetry.
-  await sub.waitFor("telemetry", (m) => m.topic === "demo/telemetry");
-  await sub.waitFor("mqtt connected", () => poller.publisher.connected);
+  const cfg = parseConfig(POLL_OPTIONS, [], {
+    MODBUS_PORT: String(modbusPort),
+    MQTT_URL: url,
+    POLL_INTERVAL_MS: "100",
+    BACKOFF_BASE_MS: "100",
+    MODBUS_TIMEOUT_MS: "300",
+    ALARM_RAISE_DELAY_MS: "300",
+    ALARM_CLEAR_DELAY_MS: "300",
+    ...env,
+  });
+  const start = async () => {
+    const p = await startPoller(cfg, { log: (l) => logs.push(l) });
+    // Commands only count once the poller has subscribed: wait for its
+    // first telemetry after this start.
+    const from = sub.messages.length;
+    await sub.waitFor(
+      "telemetry",
+      (m) => m.topic === "demo/telemetry",
+      15_000,
+      from,
+    );
+    await sub.waitFor("mqtt connected", () => p.publisher.connected);
+    return p;
+  };
+  let poller: Poller = await start();
   return {
     url,
     sim,
     sub,
     logs,
-    poller,
+    get poller() {
+      return poller;
+    },
+    /** Stop the poller and start a new one with the same configuration. */
+    async restartPoller() {
+      await poller.stop();
+      poller = await start();
+    },
     async send(topic: string, payload: unknown) {
       await sub.client.publishAsync(
         topic,
@@ -298,5 +314,58 @@ Deno.test("alarm cleared before it is acknowledged: cleared-unacknowledged until
     assert.equal(acked.length, 1);
   } finally {
     await t.close();
+  }
+});
+
+Deno.test("poller restart with MQTT_BUFFER_DIR: an unacknowledged alarm is not forgotten; it is acknowledged and clears by the rule, never raised twice", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "alarm-restart-" });
+  const t = await setup({ MQTT_BUFFER_DIR: dir });
+  const states = () =>
+    t.sub.on("demo/alarms/state").map((m) =>
+      (m.json.alarms as { state: string; raised_ts: string | null }[])[0]
+    );
+  const setpoint = (id: string, value: number) =>
+    t.send("demo/cmd/setpoint", { id, value, ts: new Date().toISOString() });
+  try {
+    await setpoint("hot", 4000);
+    await t.sub.waitFor(
+      "active-unacknowledged",
+      () => states().at(-1)?.state === "active-unacknowledged",
+    );
+    const raisedTs = states().at(-1)!.raised_ts;
+    const before = t.sub.messages.length;
+    await t.restartPoller();
+    // The new run announces the state it continues from, not normal.
+    const first = await t.sub.waitFor(
+      "restarted state",
+      (m) => m.topic === "demo/alarms/state",
+      15_000,
+      before,
+    );
+    const rec = (first.json.alarms as Record<string, unknown>[])[0];
+    assert.equal(rec.state, "active-unacknowledged");
+    assert.equal(rec.raised_ts, raisedTs);
+    assert.ok(
+      t.logs.some((l) =>
+        /temp_high continues as active-unacknowledged \(raised .*\) from the durable outbox/
+          .test(l)
+      ),
+    );
+    await t.send("demo/cmd/ack", {
+      id: "ack-after-restart",
+      alarm: "temp_high",
+    });
+    assert.equal(
+      (await result(t.sub, "ack-after-restart", "demo/cmd/ack/result")).json
+        .ok,
+      true,
+    );
+    await setpoint("cool", 3000);
+    await t.sub.waitFor("normal", () => states().at(-1)?.state === "normal");
+    const events = t.sub.on("demo/alarms").map((m) => m.json.state);
+    assert.deepEqual(events, ["raised", "acked", "cleared"]);
+  } finally {
+    await t.close();
+    await Deno.remove(dir, { recursive: true });
   }
 });

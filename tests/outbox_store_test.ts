@@ -253,3 +253,38 @@ Deno.test("store: a corrupted, unusable or busy file is one clear line at start 
     );
   });
 });
+
+Deno.test("store: the last retained payload per topic survives a restart; a version 1 file gains the table", async () => {
+  await withDir(async (dir) => {
+    // A file as schema 1 wrote it: outbox and seq only.
+    const { DatabaseSync } = await import("node:sqlite");
+    const old = new DatabaseSync(`${dir}/outbox.db`);
+    old.exec(`
+      CREATE TABLE outbox (id INTEGER PRIMARY KEY, kind TEXT NOT NULL,
+        topic TEXT NOT NULL, payload TEXT NOT NULL, retain INTEGER NOT NULL,
+        replayed INTEGER NOT NULL);
+      CREATE TABLE seq (topic TEXT PRIMARY KEY, last INTEGER NOT NULL) WITHOUT ROWID;
+      INSERT INTO seq VALUES ('demo/telemetry', 41);
+      PRAGMA user_version = 1;
+    `);
+    old.close();
+
+    const p1 = offlinePublisher(dir);
+    assert.equal(p1.lastSeq("demo/telemetry"), 41);
+    assert.equal(p1.lastRetained("demo/alarms/state"), null);
+    p1.send("event", "demo/alarms/state", { alarms: [{ state: "a" }] }, true);
+    p1.send("event", "demo/alarms/state", { alarms: [{ state: "b" }] }, true);
+    // Not retained, or bound to a session: not state to continue from.
+    p1.send("event", "demo/cmd/ack/result", { id: "x", ok: true });
+    p1.send("event", "demo/d1/status", { state: "online", session: 3 }, true);
+    await p1.stop();
+
+    const p2 = offlinePublisher(dir);
+    assert.deepEqual(p2.lastRetained("demo/alarms/state"), {
+      alarms: [{ state: "b" }],
+    });
+    assert.equal(p2.lastRetained("demo/cmd/ack/result"), null);
+    assert.equal(p2.lastRetained("demo/d1/status"), null);
+    await p2.stop();
+  });
+});
