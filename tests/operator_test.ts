@@ -8,6 +8,7 @@ import { startBroker } from "../broker.ts";
 import { type Poller, startPoller } from "../poll.ts";
 import { parseConfig } from "../cli.ts";
 import { POLL_OPTIONS } from "../settings.ts";
+import type { AlarmRecord } from "../alarm_states.ts";
 import { Recorder } from "./_mqtt.ts";
 import { freePort } from "./_support.ts";
 
@@ -74,6 +75,38 @@ async function setup(env: Record<string, string> = {}) {
         typeof payload === "string" ? payload : JSON.stringify(payload),
         { qos: 1 },
       );
+    },
+    /** A setpoint command stamped now. */
+    setpoint(id: string, value: number) {
+      return this.send("demo/cmd/setpoint", {
+        id,
+        value,
+        ts: new Date().toISOString(),
+      });
+    },
+    /** Acknowledge temp_high; resolves with the answer's body. */
+    async ack(id: string) {
+      await this.send("demo/cmd/ack", { id, alarm: "temp_high" });
+      return (await result(sub, id, "demo/cmd/ack/result")).json;
+    },
+    /** temp_high's record in the last retained alarms/state seen. */
+    alarm(): AlarmRecord | undefined {
+      return (sub.on("demo/alarms/state").at(-1)?.json.alarms as
+        | AlarmRecord[]
+        | undefined)?.[0];
+    },
+    untilAlarm(state: string) {
+      return sub.waitFor(state, () => this.alarm()?.state === state);
+    },
+    untilEvent(state: string) {
+      return sub.waitFor(
+        `${state} event`,
+        (m) => m.topic === "demo/alarms" && m.json.state === state,
+      );
+    },
+    /** Alarm events (raised, acked, cleared) so far, in order. */
+    events() {
+      return sub.on("demo/alarms").map((m) => m.json.state);
     },
     async close() {
       await poller.stop();
@@ -208,59 +241,29 @@ Deno.test("setpoint command while the device is down: ok false with the reason, 
 
 Deno.test("alarm acknowledgement: ISA-18.2 states on the retained alarms/state topic", async () => {
   const t = await setup();
-  const state = () => ((t.sub.on("demo/alarms/state").at(-1)?.json.alarms as {
-    state: string;
-  }[])?.[0]?.state);
   try {
-    await t.sub.waitFor("initial state", () => state() === "normal");
+    await t.untilAlarm("normal");
     // Ack with nothing to acknowledge is refused.
-    await t.send("demo/cmd/ack", { id: "early", alarm: "temp_high" });
-    const early = await result(t.sub, "early", "demo/cmd/ack/result");
-    assert.equal(early.json.ok, false);
-    assert.match(early.json.error as string, /normal, nothing to acknowledge/);
+    const early = await t.ack("early");
+    assert.equal(early.ok, false);
+    assert.match(early.error as string, /normal, nothing to acknowledge/);
 
-    await t.send("demo/cmd/setpoint", {
-      id: "hot",
-      value: 4000,
-      ts: new Date().toISOString(),
-    });
-    await t.sub.waitFor(
-      "raised",
-      (m) => m.topic === "demo/alarms" && m.json.state === "raised",
-    );
-    await t.sub.waitFor(
-      "active-unacknowledged",
-      () => state() === "active-unacknowledged",
-    );
-    await t.send("demo/cmd/ack", { id: "ack1", alarm: "temp_high" });
-    assert.equal(
-      (await result(t.sub, "ack1", "demo/cmd/ack/result")).json.ok,
-      true,
-    );
-    await t.sub.waitFor(
-      "acked event",
-      (m) => m.topic === "demo/alarms" && m.json.state === "acked",
-    );
-    await t.sub.waitFor(
-      "active-acknowledged",
-      () => state() === "active-acknowledged",
-    );
+    await t.setpoint("hot", 4000);
+    await t.untilEvent("raised");
+    await t.untilAlarm("active-unacknowledged");
+    assert.equal((await t.ack("ack1")).ok, true);
+    await t.untilEvent("acked");
+    await t.untilAlarm("active-acknowledged");
     // Clear after ack: back to normal.
-    await t.send("demo/cmd/setpoint", {
-      id: "cool",
-      value: 3000,
-      ts: new Date().toISOString(),
-    });
-    await t.sub.waitFor(
-      "cleared",
-      (m) => m.topic === "demo/alarms" && m.json.state === "cleared",
-    );
-    await t.sub.waitFor("normal again", () => state() === "normal");
+    await t.setpoint("cool", 3000);
+    await t.untilEvent("cleared");
+    await t.untilAlarm("normal");
+    assert.deepEqual(t.events(), ["raised", "acked", "cleared"]);
     // A fresh subscriber gets the current state at once (retained).
     const late = await Recorder.connect(t.url, "demo/alarms/state");
     try {
       const m = await late.waitFor("retained state", (x) => x.retain);
-      assert.equal((m.json.alarms as { state: string }[])[0].state, "normal");
+      assert.equal((m.json.alarms as AlarmRecord[])[0].state, "normal");
     } finally {
       await late.close();
     }
@@ -271,47 +274,26 @@ Deno.test("alarm acknowledgement: ISA-18.2 states on the retained alarms/state t
 
 Deno.test("alarm cleared before it is acknowledged: cleared-unacknowledged until acked, then normal", async () => {
   const t = await setup();
-  const state = () => ((t.sub.on("demo/alarms/state").at(-1)?.json.alarms as {
-    state: string;
-  }[])?.[0]?.state);
-  const setpoint = (id: string, value: number) =>
-    t.send("demo/cmd/setpoint", { id, value, ts: new Date().toISOString() });
   try {
-    await setpoint("hot", 4000);
-    await t.sub.waitFor(
-      "active-unacknowledged",
-      () => state() === "active-unacknowledged",
-    );
-    await setpoint("cool", 3000);
-    await t.sub.waitFor(
-      "cleared",
-      (m) => m.topic === "demo/alarms" && m.json.state === "cleared",
-    );
-    await t.sub.waitFor(
-      "cleared-unacknowledged",
-      () => state() === "cleared-unacknowledged",
-    );
+    await t.setpoint("hot", 4000);
+    await t.untilAlarm("active-unacknowledged");
+    await t.setpoint("cool", 3000);
+    await t.untilEvent("cleared");
+    await t.untilAlarm("cleared-unacknowledged");
     // Retained: a page opened now still sees the unacknowledged alarm.
     const late = await Recorder.connect(t.url, "demo/alarms/state");
     try {
       const m = await late.waitFor("retained state", (x) => x.retain);
-      const a = (m.json.alarms as Record<string, unknown>[])[0];
+      const a = (m.json.alarms as AlarmRecord[])[0];
       assert.equal(a.state, "cleared-unacknowledged");
       assert.equal(typeof a.raised_ts, "string");
       assert.equal(typeof a.cleared_ts, "string");
     } finally {
       await late.close();
     }
-    await t.send("demo/cmd/ack", { id: "late-ack", alarm: "temp_high" });
-    assert.equal(
-      (await result(t.sub, "late-ack", "demo/cmd/ack/result")).json.ok,
-      true,
-    );
-    await t.sub.waitFor("normal", () => state() === "normal");
-    const acked = t.sub.on("demo/alarms").filter((m) =>
-      m.json.state === "acked"
-    );
-    assert.equal(acked.length, 1);
+    assert.equal((await t.ack("late-ack")).ok, true);
+    await t.untilAlarm("normal");
+    assert.deepEqual(t.events(), ["raised", "cleared", "acked"]);
   } finally {
     await t.close();
   }
@@ -320,19 +302,10 @@ Deno.test("alarm cleared before it is acknowledged: cleared-unacknowledged until
 Deno.test("poller restart with MQTT_BUFFER_DIR: an unacknowledged alarm is not forgotten; it is acknowledged and clears by the rule, never raised twice", async () => {
   const dir = await Deno.makeTempDir({ prefix: "alarm-restart-" });
   const t = await setup({ MQTT_BUFFER_DIR: dir });
-  const states = () =>
-    t.sub.on("demo/alarms/state").map((m) =>
-      (m.json.alarms as { state: string; raised_ts: string | null }[])[0]
-    );
-  const setpoint = (id: string, value: number) =>
-    t.send("demo/cmd/setpoint", { id, value, ts: new Date().toISOString() });
   try {
-    await setpoint("hot", 4000);
-    await t.sub.waitFor(
-      "active-unacknowledged",
-      () => states().at(-1)?.state === "active-unacknowledged",
-    );
-    const raisedTs = states().at(-1)!.raised_ts;
+    await t.setpoint("hot", 4000);
+    await t.untilAlarm("active-unacknowledged");
+    const raisedTs = t.alarm()!.raised_ts;
     const before = t.sub.messages.length;
     await t.restartPoller();
     // The new run announces the state it continues from, not normal.
@@ -342,7 +315,7 @@ Deno.test("poller restart with MQTT_BUFFER_DIR: an unacknowledged alarm is not f
       15_000,
       before,
     );
-    const rec = (first.json.alarms as Record<string, unknown>[])[0];
+    const rec = (first.json.alarms as AlarmRecord[])[0];
     assert.equal(rec.state, "active-unacknowledged");
     assert.equal(rec.raised_ts, raisedTs);
     assert.ok(
@@ -351,19 +324,10 @@ Deno.test("poller restart with MQTT_BUFFER_DIR: an unacknowledged alarm is not f
           .test(l)
       ),
     );
-    await t.send("demo/cmd/ack", {
-      id: "ack-after-restart",
-      alarm: "temp_high",
-    });
-    assert.equal(
-      (await result(t.sub, "ack-after-restart", "demo/cmd/ack/result")).json
-        .ok,
-      true,
-    );
-    await setpoint("cool", 3000);
-    await t.sub.waitFor("normal", () => states().at(-1)?.state === "normal");
-    const events = t.sub.on("demo/alarms").map((m) => m.json.state);
-    assert.deepEqual(events, ["raised", "acked", "cleared"]);
+    assert.equal((await t.ack("ack-after-restart")).ok, true);
+    await t.setpoint("cool", 3000);
+    await t.untilAlarm("normal");
+    assert.deepEqual(t.events(), ["raised", "acked", "cleared"]);
   } finally {
     await t.close();
     await Deno.remove(dir, { recursive: true });
