@@ -1,6 +1,18 @@
-/** Debian's Chromium for browser tests: launch flags and page-error capture. */
+/**
+ * Browser tests' plumbing: Debian's Chromium (launch flags, page-error
+ * capture) and the rig every browser test assembles in its own order: a
+ * simulator with fast physics, an embedded broker (TCP + WebSocket) that can
+ * be stopped and started again on the same ports, the settings poller and
+ * HMI share, the HMI, and a fresh page. Each piece registers its own
+ * teardown in the test's `Cleanup`, run in reverse by `runCleanup`.
+ */
 import puppeteer, { type Browser, type Page } from "puppeteer-core";
-import { which } from "./_support.ts";
+import { type Simulator, startSimulator } from "../sim.ts";
+import { type Broker, startBroker } from "../broker.ts";
+import { startHmi } from "../hmi.ts";
+import { parseConfig } from "../cli.ts";
+import { HMI_OPTIONS } from "../settings.ts";
+import { freePort, which } from "./_support.ts";
 
 export const CHROMIUM = which("chromium") ?? "/usr/bin/chromium";
 
@@ -175,3 +187,135 @@ export async function saveScreenshot(
 
 export const textOf = (page: Page, sel: string): Promise<string> =>
   page.$eval(sel, (el) => el.textContent ?? "");
+
+/** Teardowns, run last-registered first. */
+export type Cleanup = (() => Promise<unknown>)[];
+
+export async function runCleanup(cleanup: Cleanup): Promise<void> {
+  for (const c of cleanup.splice(0).reverse()) {
+    await c().catch((e) => console.error(`cleanup: ${e}`));
+  }
+}
+
+/** Poll and alarm timing that shows an alarm within seconds. */
+export const FAST_PIPELINE = {
+  POLL_INTERVAL_MS: "250",
+  ALARM_RAISE_DELAY_MS: "500",
+  ALARM_CLEAR_DELAY_MS: "500",
+} as const;
+
+/** Simulator(s) on free ports whose temperature follows a setpoint in ~1 s. */
+export async function fastSimulator(
+  cleanup: Cleanup,
+  log: (l: string) => void,
+  devices = 1,
+): Promise<Simulator> {
+  const sim = await startSimulator({
+    host: "127.0.0.1",
+    port: devices === 1 ? await freePort() : 0,
+    devices,
+    tauS: 0.5,
+    noise: 0,
+    stepMs: 50,
+    log,
+  });
+  cleanup.push(() => sim.close());
+  return sim;
+}
+
+/** The embedded broker on free ports; `stop` and `start` keep the ports. */
+export interface TestBroker {
+  readonly url: string;
+  readonly wsUrl: string;
+  stop(): Promise<void>;
+  start(): Promise<void>;
+}
+
+export async function embeddedBrokerWithWs(
+  cleanup: Cleanup,
+  log: (l: string) => void,
+): Promise<TestBroker> {
+  const tcpPort = await freePort();
+  const wsPort = await freePort();
+  let broker: Broker | null = null;
+  const b: TestBroker = {
+    url: `mqtt://127.0.0.1:${tcpPort}`,
+    wsUrl: `ws://127.0.0.1:${wsPort}`,
+    async stop() {
+      const running = broker;
+      broker = null;
+      await running?.close();
+    },
+    async start() {
+      if (!broker) {
+        broker = await startBroker({ host: "127.0.0.1", tcpPort, wsPort, log });
+      }
+    },
+  };
+  await b.start();
+  cleanup.push(() => b.stop());
+  return b;
+}
+
+/**
+ * The settings poller and HMI share: broker URLs, topic prefix, HMI on a
+ * free loopback port, history in a temp DATA_DIR, fast timing; `extra` wins.
+ */
+export async function rigEnv(
+  cleanup: Cleanup,
+  broker: TestBroker,
+  prefix: string,
+  extra: Record<string, string> = {},
+): Promise<Record<string, string>> {
+  const dataDir = await Deno.makeTempDir({ prefix: "hmi-data-" });
+  cleanup.push(() => Deno.remove(dataDir, { recursive: true }));
+  return {
+    MQTT_URL: broker.url,
+    MQTT_WS_URL: broker.wsUrl,
+    TOPIC_PREFIX: prefix,
+    HMI_HOST: "127.0.0.1",
+    HMI_PORT: String(await freePort()),
+    DATA_DIR: dataDir,
+    ...FAST_PIPELINE,
+    ...extra,
+  };
+}
+
+/** The HMI with `env`; `base` is its http://127.0.0.1:port. */
+export async function startTestHmi(
+  cleanup: Cleanup,
+  env: Record<string, string>,
+  log: (l: string) => void,
+): Promise<{ port: number; base: string }> {
+  const hmi = await startHmi(parseConfig(HMI_OPTIONS, [], env), log);
+  cleanup.push(() => hmi.close());
+  return { port: hmi.port, base: `http://127.0.0.1:${hmi.port}` };
+}
+
+/** A page in a fresh Chromium profile, its errors and own warnings collected. */
+export async function newPage(
+  cleanup: Cleanup,
+  viewport = { width: 1280, height: 900 },
+): Promise<{ page: Page; errors: string[]; ownWarnings: string[] }> {
+  const userDataDir = await Deno.makeTempDir({ prefix: "hmi-chromium-" });
+  cleanup.push(() => Deno.remove(userDataDir, { recursive: true }));
+  const browser = await launchChromium(userDataDir);
+  cleanup.push(() => browser.close());
+  const page = await browser.newPage();
+  const ownWarnings: string[] = [];
+  const errors = collectPageErrors(page, ownWarnings);
+  await page.setViewport(viewport);
+  return { page, errors, ownWarnings };
+}
+
+/** After a failure: the last log lines and the text `page` shows, for CI. */
+export async function printFailureContext(
+  logs: string[],
+  page: Page | null,
+  selector = "body",
+): Promise<void> {
+  console.error(logs.slice(-30).join("\n"));
+  console.error(
+    await page?.$eval(selector, (e) => e.textContent).catch(() => "") ?? "",
+  );
+}

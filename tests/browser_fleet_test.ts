@@ -14,75 +14,26 @@ import assert from "node:assert/strict";
 import type { Page } from "puppeteer-core";
 import {
   chartChunkUrl,
-  collectPageErrors,
-  launchChromium,
+  type Cleanup,
+  embeddedBrokerWithWs,
+  fastSimulator,
   measureChartUpdates,
+  newPage,
+  printFailureContext,
+  rigEnv,
+  runCleanup,
+  startTestHmi,
   textOf,
 } from "./_browser.ts";
-import { startSimulator } from "../sim.ts";
-import { startBroker } from "../broker.ts";
 import { startFleet } from "../fleet.ts";
-import { startHmi } from "../hmi.ts";
 import { parseConfig } from "../cli.ts";
-import { HMI_OPTIONS, POLL_OPTIONS } from "../settings.ts";
+import { POLL_OPTIONS } from "../settings.ts";
 import { buildStatus, buildTelemetry } from "../contract.ts";
 import type { DeviceSpec } from "../devices.ts";
 import { writeSetpoint } from "./_modbus.ts";
 import { Recorder } from "./_mqtt.ts";
 import { VALUES } from "./_fixtures.ts";
-import { freePort, needs } from "./_support.ts";
-
-type Cleanup = (() => Promise<unknown>)[];
-
-async function runCleanup(cleanup: Cleanup): Promise<void> {
-  for (const c of cleanup.reverse()) {
-    await c().catch((e) => console.error(`cleanup: ${e}`));
-  }
-}
-
-/** Broker (TCP + WebSocket) and HMI on free ports, data in a temp dir. */
-async function brokerAndHmi(
-  cleanup: Cleanup,
-  prefix: string,
-  log: (l: string) => void,
-  extra: Record<string, string> = {},
-) {
-  const tcpPort = await freePort();
-  const wsPort = await freePort();
-  const broker = await startBroker({
-    host: "127.0.0.1",
-    tcpPort,
-    wsPort,
-    log,
-  });
-  cleanup.push(() => broker.close());
-  const dataDir = await Deno.makeTempDir({ prefix: "hmi-fleet-browser-" });
-  cleanup.push(() => Deno.remove(dataDir, { recursive: true }));
-  const env = {
-    MQTT_URL: `mqtt://127.0.0.1:${tcpPort}`,
-    MQTT_WS_URL: `ws://127.0.0.1:${wsPort}`,
-    TOPIC_PREFIX: prefix,
-    HMI_HOST: "127.0.0.1",
-    HMI_PORT: String(await freePort()),
-    DATA_DIR: dataDir,
-    ...extra,
-  };
-  const hmi = await startHmi(parseConfig(HMI_OPTIONS, [], env), log);
-  cleanup.push(() => hmi.close());
-  return { env, base: `http://127.0.0.1:${hmi.port}` };
-}
-
-async function newPage(cleanup: Cleanup) {
-  const userDataDir = await Deno.makeTempDir({ prefix: "hmi-chromium-" });
-  cleanup.push(() => Deno.remove(userDataDir, { recursive: true }));
-  const browser = await launchChromium(userDataDir);
-  cleanup.push(() => browser.close());
-  const page = await browser.newPage();
-  const ownWarnings: string[] = [];
-  const errors = collectPageErrors(page, ownWarnings);
-  await page.setViewport({ width: 1280, height: 900 });
-  return { page, errors, ownWarnings };
-}
+import { needs } from "./_support.ts";
 
 const rowCells = (p: Page, name: string) =>
   p.$eval(
@@ -100,26 +51,12 @@ Deno.test({
     const cleanup: Cleanup = [];
     let page: Page | null = null;
     try {
-      const sim = await startSimulator({
-        host: "127.0.0.1",
-        port: 0,
-        devices: 20,
-        tauS: 0.5,
-        noise: 0,
-        stepMs: 50,
-        log,
-      });
-      cleanup.push(() => sim.close());
+      const sim = await fastSimulator(cleanup, log, 20);
       const prefix = "fleetui";
-      const { env, base } = await brokerAndHmi(cleanup, prefix, log, {
-        POLL_INTERVAL_MS: "250",
-      });
-      const cfg = parseConfig(POLL_OPTIONS, [], {
-        ...env,
-        POLL_INTERVAL_MS: "250",
-        ALARM_RAISE_DELAY_MS: "500",
-        ALARM_CLEAR_DELAY_MS: "500",
-      });
+      const broker = await embeddedBrokerWithWs(cleanup, log);
+      const env = await rigEnv(cleanup, broker, prefix);
+      const { base } = await startTestHmi(cleanup, env, log);
+      const cfg = parseConfig(POLL_OPTIONS, [], env);
       const specs: DeviceSpec[] = sim.ports.map((port, i) => ({
         name: `inv-${i + 1}`,
         host: "127.0.0.1",
@@ -334,10 +271,7 @@ Deno.test({
       });
       assert.deepEqual(errors, []);
     } catch (e) {
-      console.error(logs.slice(-30).join("\n"));
-      console.error(
-        await page?.$eval("body", (e) => e.textContent).catch(() => ""),
-      );
+      await printFailureContext(logs, page);
       throw e;
     } finally {
       await runCleanup(cleanup);
@@ -392,7 +326,12 @@ Deno.test({
     const N = 1000;
     try {
       const prefix = "scale";
-      const { env, base } = await brokerAndHmi(cleanup, prefix, log);
+      const broker = await embeddedBrokerWithWs(cleanup, log);
+      // The synthetic devices publish at 1 Hz, the default poll interval.
+      const env = await rigEnv(cleanup, broker, prefix, {
+        POLL_INTERVAL_MS: "1000",
+      });
+      const { base } = await startTestHmi(cleanup, env, log);
       const pub = await Recorder.connect(env.MQTT_URL, "none/#");
       cleanup.push(() => pub.close());
       // Retained state first, as a fleet poller leaves it: every device

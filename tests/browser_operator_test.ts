@@ -11,19 +11,22 @@
 import assert from "node:assert/strict";
 import type { Page } from "puppeteer-core";
 import {
-  collectPageErrors,
-  launchChromium,
+  type Cleanup,
+  embeddedBrokerWithWs,
+  fastSimulator,
+  newPage,
+  printFailureContext,
+  rigEnv,
+  runCleanup,
   saveScreenshot,
+  startTestHmi,
   textOf,
 } from "./_browser.ts";
-import { startSimulator } from "../sim.ts";
-import { startBroker } from "../broker.ts";
 import { startPoller } from "../poll.ts";
-import { startHmi } from "../hmi.ts";
 import { parseConfig } from "../cli.ts";
-import { HMI_OPTIONS, POLL_OPTIONS } from "../settings.ts";
+import { POLL_OPTIONS } from "../settings.ts";
 import { Recorder } from "./_mqtt.ts";
-import { freePort, needs, waitFor } from "./_support.ts";
+import { needs, waitFor } from "./_support.ts";
 
 const text = textOf;
 const attr = (page: Page, sel: string, name: string) =>
@@ -36,49 +39,21 @@ Deno.test({
   async fn() {
     const logs: string[] = [];
     const log = (l: string) => logs.push(l);
-    const cleanup: (() => Promise<unknown>)[] = [];
+    const cleanup: Cleanup = [];
     let page: Page | null = null;
     const tmp = await Deno.makeTempDir({ prefix: "hmi-operator-" });
     cleanup.push(() => Deno.remove(tmp, { recursive: true }));
     try {
-      const sim = await startSimulator({
-        host: "127.0.0.1",
-        port: await freePort(),
-        tauS: 0.5,
-        noise: 0,
-        stepMs: 50,
-        log,
-      });
-      cleanup.push(() => sim.close());
-      const tcpPort = await freePort();
-      const wsPort = await freePort();
-      const broker = await startBroker({
-        host: "127.0.0.1",
-        tcpPort,
-        wsPort,
-        log,
-      });
-      cleanup.push(() => broker.close());
-      const mqttUrl = `mqtt://127.0.0.1:${tcpPort}`;
+      const sim = await fastSimulator(cleanup, log);
+      const broker = await embeddedBrokerWithWs(cleanup, log);
       const prefix = "optest";
-      const env = {
+      const env = await rigEnv(cleanup, broker, prefix, {
         MODBUS_HOST: "127.0.0.1",
         MODBUS_PORT: String(sim.ports[0]),
-        MQTT_URL: mqttUrl,
-        MQTT_WS_URL: `ws://127.0.0.1:${wsPort}`,
-        TOPIC_PREFIX: prefix,
-        POLL_INTERVAL_MS: "250",
-        ALARM_RAISE_DELAY_MS: "500",
-        ALARM_CLEAR_DELAY_MS: "500",
-        HMI_HOST: "127.0.0.1",
-        HMI_PORT: String(await freePort()),
-        DATA_DIR: `${tmp}/data`,
-      };
-      const r = await Recorder.connect(mqttUrl, `${prefix}/#`);
+      });
+      const r = await Recorder.connect(broker.url, `${prefix}/#`);
       cleanup.push(() => r.close());
-      const hmi = await startHmi(parseConfig(HMI_OPTIONS, [], env), log);
-      cleanup.push(() => hmi.close());
-      const base = `http://127.0.0.1:${hmi.port}`;
+      const { base } = await startTestHmi(cleanup, env, log);
       await waitFor(
         "HMI recording history",
         async () => {
@@ -94,11 +69,8 @@ Deno.test({
         log,
       });
       cleanup.push(() => poller.stop());
-      const browser = await launchChromium(`${tmp}/chromium`);
-      cleanup.push(() => browser.close());
-      const p = page = await browser.newPage();
-      const errors = collectPageErrors(p);
-      await p.setViewport({ width: 1280, height: 900 });
+      const { page: p, errors } = await newPage(cleanup);
+      page = p;
       const res = await p.goto(`${base}/`, { waitUntil: "domcontentloaded" });
       assert.equal(res?.status(), 200);
       await p.waitForFunction(
@@ -215,7 +187,7 @@ Deno.test({
       // CSV export of the trend window and of the alarm journal (real downloads).
       const downloads = `${tmp}/downloads`;
       await Deno.mkdir(downloads);
-      const cdp = await browser.target().createCDPSession();
+      const cdp = await p.browser().target().createCDPSession();
       cleanup.push(() => cdp.detach());
       await cdp.send("Browser.setDownloadBehavior", {
         behavior: "allow",
@@ -304,15 +276,10 @@ Deno.test({
 
       assert.deepEqual(errors, []);
     } catch (e) {
-      console.error(logs.slice(-30).join("\n"));
-      console.error(
-        await page?.$eval(".hmi", (e) => e.textContent).catch(() => ""),
-      );
+      await printFailureContext(logs, page, ".hmi");
       throw e;
     } finally {
-      for (const c of cleanup.reverse()) {
-        await c().catch((e) => console.error(`cleanup: ${e}`));
-      }
+      await runCleanup(cleanup);
     }
   },
 });

@@ -10,21 +10,24 @@
 import assert from "node:assert/strict";
 import type { Page } from "puppeteer-core";
 import {
-  collectPageErrors,
-  launchChromium,
+  type Cleanup,
+  embeddedBrokerWithWs,
+  fastSimulator,
+  newPage,
+  printFailureContext,
+  rigEnv,
+  runCleanup,
   saveScreenshot,
+  startTestHmi,
   textOf,
 } from "./_browser.ts";
-import { startSimulator } from "../sim.ts";
-import { startBroker } from "../broker.ts";
 import { startPoller } from "../poll.ts";
-import { startHmi } from "../hmi.ts";
 import { parseConfig } from "../cli.ts";
-import { HMI_OPTIONS, POLL_OPTIONS } from "../settings.ts";
+import { POLL_OPTIONS } from "../settings.ts";
 import { parseTelemetry } from "../contract.ts";
 import { writeSetpoint } from "./_modbus.ts";
 import { Recorder } from "./_mqtt.ts";
-import { freePort, needs, waitFor } from "./_support.ts";
+import { needs, waitFor } from "./_support.ts";
 
 const text = textOf;
 const tone = (page: Page, sel: string) =>
@@ -37,63 +40,35 @@ Deno.test({
   async fn() {
     const logs: string[] = [];
     const log = (l: string) => logs.push(l);
-    const cleanup: (() => Promise<unknown>)[] = [];
+    const cleanup: Cleanup = [];
     let rec: Recorder | null = null;
     let page: Page | null = null;
-    const userDataDir = await Deno.makeTempDir({ prefix: "hmi-chromium-" });
-    cleanup.push(() => Deno.remove(userDataDir, { recursive: true }));
     try {
-      const sim = await startSimulator({
-        host: "127.0.0.1",
-        port: await freePort(),
-        tauS: 0.5,
-        noise: 0,
-        stepMs: 50,
-        log,
-      });
-      cleanup.push(() => sim.close());
+      const sim = await fastSimulator(cleanup, log);
       const modbusPort = sim.ports[0];
-      const tcpPort = await freePort();
-      const wsPort = await freePort();
-      let broker: Awaited<ReturnType<typeof startBroker>> | null =
-        await startBroker({ host: "127.0.0.1", tcpPort, wsPort, log });
-      cleanup.push(() => broker?.close() ?? Promise.resolve());
-      const mqttUrl = `mqtt://127.0.0.1:${tcpPort}`;
-      const mqttWsUrl = `ws://127.0.0.1:${wsPort}`;
+      const broker = await embeddedBrokerWithWs(cleanup, log);
       const prefix = "hmitest";
-      const env = {
+      const env = await rigEnv(cleanup, broker, prefix, {
         MODBUS_HOST: "127.0.0.1",
         MODBUS_PORT: String(modbusPort),
-        MQTT_URL: mqttUrl,
-        MQTT_WS_URL: mqttWsUrl,
-        TOPIC_PREFIX: prefix,
-        POLL_INTERVAL_MS: "250",
-        ALARM_RAISE_DELAY_MS: "500",
-        ALARM_CLEAR_DELAY_MS: "500",
-        HMI_HOST: "127.0.0.1",
-        HMI_PORT: String(await freePort()),
-        DATA_DIR: `${userDataDir}/data`,
-      };
-      const r = rec = await Recorder.connect(mqttUrl, `${prefix}/#`);
+      });
+      const r = rec = await Recorder.connect(broker.url, `${prefix}/#`);
       cleanup.push(() => r.close());
       const poller = await startPoller(parseConfig(POLL_OPTIONS, [], env), {
         log,
       });
       let pollerStopped = false;
       cleanup.push(() => pollerStopped ? Promise.resolve() : poller.stop());
-      const hmi = await startHmi(parseConfig(HMI_OPTIONS, [], env), log);
-      cleanup.push(() => hmi.close());
-
-      const browser = await launchChromium(userDataDir);
-      cleanup.push(() => browser.close());
-      const p = page = await browser.newPage();
-      const ownWarnings: string[] = [];
-      const errors = collectPageErrors(p, ownWarnings);
-      await p.setViewport({ width: 1280, height: 760 });
+      const { base } = await startTestHmi(cleanup, env, log);
+      const { page: p, errors, ownWarnings } = await newPage(cleanup, {
+        width: 1280,
+        height: 760,
+      });
+      page = p;
 
       // Load the page; measure load -> first live value.
       const t0 = performance.now();
-      const res = await p.goto(`http://127.0.0.1:${hmi.port}/`, {
+      const res = await p.goto(`${base}/`, {
         waitUntil: "domcontentloaded",
       });
       assert.equal(res?.status(), 200);
@@ -316,9 +291,7 @@ Deno.test({
 
       // The broker goes away: nothing is confirmed any more. Poller and
       // alarms are "unknown" (grey), the values stale at once.
-      const b = broker!;
-      broker = null;
-      await b.close();
+      await broker.stop();
       await p.waitForFunction(
         () =>
           /^STALE: no broker connection/.test(
@@ -339,10 +312,12 @@ Deno.test({
       await saveScreenshot(p, "broker-lost");
       // Chromium itself logs each failed WebSocket reconnect as an error.
       const wsFailed = (e: string) =>
-        e.startsWith(`console.error: WebSocket connection to '${mqttWsUrl}/'`);
+        e.startsWith(
+          `console.error: WebSocket connection to '${broker.wsUrl}/'`,
+        );
       // Back on the same ports: the retained status and alarm state confirm
       // the picture again, and live values resume.
-      broker = await startBroker({ host: "127.0.0.1", tcpPort, wsPort, log });
+      await broker.start();
       await p.waitForFunction(
         () =>
           document.getElementById("poller-state")?.textContent ===
@@ -396,19 +371,14 @@ Deno.test({
 
       assert.deepEqual(errors, []);
     } catch (e) {
-      console.error(logs.slice(-30).join("\n"));
       const st = rec?.messages.slice(-5).map((m) =>
         `${m.topic} ${JSON.stringify(m.json).slice(0, 300)}`
       );
       console.error(st?.join("\n"));
-      console.error(
-        await page?.$eval(".hmi", (e) => e.textContent).catch(() => ""),
-      );
+      await printFailureContext(logs, page, ".hmi");
       throw e;
     } finally {
-      for (const c of cleanup.reverse()) {
-        await c().catch((e) => console.error(`cleanup: ${e}`));
-      }
+      await runCleanup(cleanup);
     }
   },
 });
