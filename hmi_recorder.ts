@@ -20,7 +20,8 @@ import { parseAlarmEvent, parseTelemetry, topicsFor } from "./contract.ts";
 import { deviceOfTopic } from "./fleet_model.ts";
 import type { History } from "./history.ts";
 import { mqttErrorText, redact } from "./mqtt_secrets.ts";
-import { backoffDelayMs, type BackoffParams } from "./schedule.ts";
+import type { BackoffParams } from "./schedule.ts";
+import { ReconnectTimer } from "./reconnect.ts";
 
 export interface RecorderOptions {
   url: string;
@@ -72,11 +73,10 @@ export function startRecorder(o: RecorderOptions): HistoryRecorder {
   const subscribed = Promise.withResolvers<void>();
   const url = redact(o.url);
   let recording = false;
-  let failures = 0;
   let everConnected = false;
   let lastError = "";
   let stopping = false;
-  let timer: ReturnType<typeof setTimeout> | undefined;
+  const pacer = new ReconnectTimer(backoff, random);
   const client = mqtt.connect(o.url, {
     clientId: `hmi-history-${crypto.randomUUID().slice(0, 8)}`,
     username: o.username || undefined,
@@ -87,7 +87,7 @@ export function startRecorder(o: RecorderOptions): HistoryRecorder {
     clean: true,
   });
   client.on("connect", () => {
-    failures = 0;
+    pacer.reset();
     lastError = "";
     o.log(
       `hmi: history recorder ${
@@ -106,22 +106,20 @@ export function startRecorder(o: RecorderOptions): HistoryRecorder {
   client.on("close", () => {
     const wasRecording = recording;
     recording = false;
-    if (stopping || timer !== undefined) return;
-    failures++;
-    const delay = backoffDelayMs(failures, backoff, random());
+    if (stopping) return;
+    const step = pacer.schedule(() => {
+      if (!stopping) client.reconnect();
+    });
+    if (!step) return;
     // One line per state change: lost (or never got) the broker. Further
     // failed tries of the same outage stay quiet unless the reason changes.
-    if (failures === 1) {
+    if (step.failures === 1) {
       o.log(
         `hmi: history recorder ${
           wasRecording || everConnected ? "disconnected from" : "cannot reach"
-        } ${url}; retrying with backoff (${backoff.baseMs} ms .. ${backoff.maxMs} ms, next in ${delay} ms)`,
+        } ${url}; retrying with backoff (${backoff.baseMs} ms .. ${backoff.maxMs} ms, next in ${step.delayMs} ms)`,
       );
     }
-    timer = setTimeout(() => {
-      timer = undefined;
-      if (!stopping) client.reconnect();
-    }, delay);
   });
   client.on("error", (e) => {
     // Log a changed reason once, not every reconnect attempt.
@@ -171,12 +169,11 @@ export function startRecorder(o: RecorderOptions): HistoryRecorder {
       return recording && client.connected;
     },
     get failures() {
-      return failures;
+      return pacer.failures;
     },
     close() {
       stopping = true;
-      clearTimeout(timer);
-      timer = undefined;
+      pacer.cancel();
       closed ??= new Promise<void>((resolve) => {
         client.end(true, {}, () => resolve());
       });

@@ -36,7 +36,8 @@ import {
   wirePayload,
 } from "./outbox.ts";
 import { OutboxStore } from "./outbox_store.ts";
-import { backoffDelayMs, type BackoffParams } from "./schedule.ts";
+import type { BackoffParams } from "./schedule.ts";
+import { ReconnectTimer } from "./reconnect.ts";
 
 export interface PublisherOptions {
   url: string;
@@ -91,11 +92,9 @@ export class Publisher {
   readonly outbox: Outbox;
   readonly #o: PublisherOptions;
   readonly #now: () => number;
-  readonly #random: () => number;
   #client: mqtt.MqttClient | null = null;
   #inflight = new Set<OutMessage>();
-  #failures = 0;
-  #reconnectTimer: ReturnType<typeof setTimeout> | undefined;
+  readonly #reconnect: ReconnectTimer;
   #stopping = false;
   #lastError = "";
   /** Exact topic filters, and those with + or #. */
@@ -110,7 +109,7 @@ export class Publisher {
   constructor(o: PublisherOptions) {
     this.#o = o;
     this.#now = o.now ?? Date.now;
-    this.#random = o.random ?? Math.random;
+    this.#reconnect = new ReconnectTimer(o.reconnect, o.random ?? Math.random);
     this.outbox = new Outbox({
       maxTelemetry: o.maxBufferedTelemetry,
       maxBytes: o.maxBufferedBytes,
@@ -321,7 +320,7 @@ export class Publisher {
   /** Publish a final offline status and disconnect. */
   async stop(drainMs = 1000): Promise<void> {
     this.#stopping = true;
-    clearTimeout(this.#reconnectTimer);
+    this.#reconnect.cancel();
     const c = this.#client;
     if (c?.connected) {
       const deadline = this.#now() + drainMs;
@@ -402,7 +401,7 @@ export class Publisher {
   #onConnect(): void {
     const c = this.#client!;
     this.connects++;
-    this.#failures = 0;
+    this.#reconnect.reset();
     this.#lastError = "";
     this.#o.log(
       `mqtt: connected to ${redact(this.#o.url)} (session ${this.session}` +
@@ -440,26 +439,21 @@ export class Publisher {
         c.removeOutgoingMessage(Number(id));
       }
     }
-    if (this.#stopping || this.#reconnectTimer !== undefined) return;
-    this.#failures++;
-    const delay = backoffDelayMs(
-      this.#failures,
-      this.#o.reconnect,
-      this.#random(),
-    );
-    if (this.#failures === 1) {
-      this.#o.log(`mqtt: disconnected; buffering, reconnecting in ${delay} ms`);
-    } else if (delay < this.#o.reconnect.maxMs) {
-      this.#o.log(`mqtt: reconnect failed; next try in ${delay} ms`);
-    }
+    if (this.#stopping || this.#reconnect.pending) return;
     // The next connection announces a newer session in its will.
     const next = this.#nextSession();
-    this.#reconnectTimer = setTimeout(() => {
-      this.#reconnectTimer = undefined;
+    const step = this.#reconnect.schedule(() => {
       if (this.#stopping || !this.#client) return;
       this.#client.options.will = this.#will(next);
       this.#client.reconnect();
-    }, delay);
+    })!;
+    if (step.failures === 1) {
+      this.#o.log(
+        `mqtt: disconnected; buffering, reconnecting in ${step.delayMs} ms`,
+      );
+    } else if (step.delayMs < this.#o.reconnect.maxMs) {
+      this.#o.log(`mqtt: reconnect failed; next try in ${step.delayMs} ms`);
+    }
   }
 
   #pump(): void {
