@@ -45,10 +45,20 @@ import { buildTelemetry } from "./contract.ts";
 import { encodeMessage } from "./outbox.ts";
 import { startBroker } from "./broker.ts";
 import { benchSoakRows } from "./soak.ts";
+import { History } from "./history.ts";
 import { MOSQUITTO } from "./tests/_support.ts";
 import { startMosquitto } from "./tests/_mosquitto.ts";
 
 const REGISTERS_PER_POLL = 10;
+const BENCH_VALUES = {
+  status_bits: 1,
+  power_w: 3000,
+  voltage_v: 230.1,
+  current_a: 13.04,
+  temp_c: 55.3,
+  soc_pct: 72.4,
+  setpoint_w: 3000,
+};
 const NEURON = { devices: 500, tags: 30, cores: 1.24 };
 const CLK_TCK = 100;
 
@@ -702,15 +712,7 @@ function benchCpu(): void {
     `${f(n / dt / 1e6, 2)} M/s (${events} transitions)`,
     `1000 devices at 1 Hz need 1 k/s`,
   );
-  const values = {
-    status_bits: 1,
-    power_w: 3000,
-    voltage_v: 230.1,
-    current_a: 13.04,
-    temp_c: 55.3,
-    soc_pct: 72.4,
-    setpoint_w: 3000,
-  };
+  const values = BENCH_VALUES;
   const m = 200_000;
   let bytes = 0;
   const t1 = performance.now();
@@ -740,6 +742,63 @@ function benchCpu(): void {
     `${f(per, 2)} µs (${Math.round(bytes / (2 * m))} bytes)`,
     `JSON.stringify alone ${f(floor, 2)} µs`,
   );
+}
+
+// ---- 7. HMI history at its size cap ----------------------------------------
+
+/**
+ * The HMI records a 1000-device fleet into a database `mb` MB large, past
+ * its cap (1.6 x the rows that fit): the longest single write is the pause
+ * eviction puts on the server; the floor is a write below the cap.
+ */
+async function benchHistory(mb: number): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "bench-history-" });
+  let now = Date.UTC(2026, 0, 1);
+  const h = new History({
+    path: `${dir}/history.db`,
+    maxBytes: mb * 2 ** 20,
+    pruneEveryMs: 0,
+    now: () => now,
+  });
+  try {
+    const devices = 1000;
+    const total = Math.ceil(mb * 2 ** 20 / 285 * 1.6);
+    const below: number[] = [];
+    let longest = 0;
+    let atCap = false;
+    const values = { ...BENCH_VALUES };
+    const t0 = performance.now();
+    for (let i = 0; i < total; i++) {
+      const d = i % devices;
+      if (d === 0) now += 1000;
+      const t = buildTelemetry({
+        tsMs: now,
+        deviceId: 1001 + d,
+        seq: i,
+        values,
+      });
+      const a = performance.now();
+      h.recordTelemetry(t, `inv-${d + 1}`);
+      const dt = performance.now() - a;
+      if (atCap) longest = Math.max(longest, dt);
+      else if (i % 100 === 0) {
+        below.push(dt);
+        atCap = h.usedBytes() >= h.maxBytes;
+      }
+    }
+    const perMsg = (performance.now() - t0) / total * 1000;
+    row(
+      "7 History at the cap",
+      `longest write, ${devices} devices, ${mb} MB cap, ${
+        f(total / 1e6, 2)
+      } M rows`,
+      `${f(longest, 1)} ms (${f(perMsg, 0)} µs per message overall)`,
+      `a write below the cap p50 ${f(pct(sortNum(below), 0.5) * 1000, 0)} µs`,
+    );
+  } finally {
+    h.close();
+    await Deno.remove(dir, { recursive: true });
+  }
 }
 
 // ---- 5. HMI bundle ---------------------------------------------------------
@@ -878,12 +937,19 @@ const BENCH_OPTIONS = {
   ),
   only: stringOption(
     "BENCH_ONLY",
-    "comma-separated benchmarks to run (1..6; 6 is the soak)",
+    "comma-separated benchmarks to run (1..7; 6 is the soak, 7 the HMI history at its cap)",
     "1,2,3,4,5",
     (v) =>
-      /^[1-6](,[1-6])*$/.test(v)
+      /^[1-7](,[1-7])*$/.test(v)
         ? null
-        : "expected numbers 1..6 separated by commas",
+        : "expected numbers 1..7 separated by commas",
+  ),
+  historyMb: intOption(
+    "BENCH_HISTORY_MB",
+    "size cap of the history benchmark's database, MB (7)",
+    64,
+    1,
+    4096,
   ),
 };
 
@@ -953,6 +1019,7 @@ async function main(cfg: ConfigOf<typeof BENCH_OPTIONS>): Promise<void> {
     if (only.has("3")) await benchEndToEnd(broker.url, broker.name);
     if (only.has("2")) await benchFleet(devices, seconds, simProcs, broker.url);
     if (only.has("6")) { for (const r of await benchSoakRows()) row(...r); }
+    if (only.has("7")) await benchHistory(cfg.historyMb);
   } finally {
     await broker.stop();
   }

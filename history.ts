@@ -7,11 +7,15 @@
  * - retention: telemetry 7 days, alarm events 1 year;
  * - a message dated more than `maxFutureMs` (5 min) ahead is refused, so one
  *   message from a wrong clock cannot make everything else look expired;
- * - disk: the database's used size stays under `maxBytes` (HISTORY_MAX_MB).
- *   Past it the oldest telemetry of the device with the most rows goes first
- *   (water-filling, see `fairEviction`), so a large fleet cannot push a small
- *   device's history out; alarm events have their own row cap instead.
- * Pruning runs at open, every 1000 writes and on an (unref'd) timer.
+ * - disk: the database's used size stays at `maxBytes` (HISTORY_MAX_MB; at
+ *   most one check interval of rows over it). Past it the oldest telemetry
+ *   of the device with the most rows goes first (water-filling, see
+ *   `fairEviction`), so a large fleet cannot push a small device's history
+ *   out; alarm events have their own row cap instead.
+ * Pruning runs at open, every 1000 writes and on an (unref'd) timer. While
+ * recording, one call evicts a bounded number of rows from a bounded number
+ * of devices, and row counts per device come from triggers, so no call
+ * stalls the server however large the database is.
  *
  * @example
  * ```ts
@@ -67,6 +71,16 @@ export const DEFAULT_MAX_FUTURE_MS = 5 * 60_000;
 export const DEFAULT_PRUNE_EVERY_MS = 60_000;
 /** At the size cap, evict down to this fraction of it (not one row per write). */
 const EVICT_TO = 0.95;
+/** While recording, prune after this many writes ... */
+const PRUNE_EVERY_WRITES = 1000;
+/**
+ * ... and evict at most this many rows per call (~25 ms here): more than
+ * were written since, so the size stays at the cap, but never a pause of a
+ * second, which the eviction of 5 % of a large database in one go was.
+ */
+export const EVICT_ROWS_PER_CALL = 2 * PRUNE_EVERY_WRITES;
+/** ... from at most this many devices (the largest). */
+const EVICT_DEVICES_PER_CALL = 100;
 
 /** Largest window and page the API serves. */
 export const MAX_HISTORY_MINUTES = 7 * 24 * 60;
@@ -126,6 +140,7 @@ export class History {
       CREATE INDEX IF NOT EXISTS telemetry_device_ts ON telemetry (device, ts_ms);
       CREATE INDEX IF NOT EXISTS alarms_device_ts ON alarms (device, ts_ms);
     `);
+    this.#countRowsPerDevice();
     this.#insertTelemetry = this.#db.prepare(
       "INSERT INTO telemetry (ts_ms, device_id, seq, json, device) VALUES (?, ?, ?, ?, ?)",
     );
@@ -222,12 +237,61 @@ export class History {
       .map((r) => JSON.parse(r.json as string));
   }
 
+  /** Rows stored (telemetry from the per-device counts: no table scan). */
   counts(): { telemetry: number; alarms: number } {
-    const one = (sql: string) => Number(this.#db.prepare(sql).get()!.n);
-    return {
-      telemetry: one("SELECT count(*) AS n FROM telemetry"),
-      alarms: one("SELECT count(*) AS n FROM alarms"),
-    };
+    let telemetry = 0;
+    for (const n of this.#rowsPerDevice().values()) telemetry += n;
+    const alarms = this.#db.prepare("SELECT count(*) AS n FROM alarms").get()!;
+    return { telemetry, alarms: Number(alarms.n) };
+  }
+
+  /**
+   * Telemetry rows per device (null: the single device), kept by triggers
+   * in `telemetry_rows`: eviction needs them every time, and counting a
+   * table of millions of rows would stall the server for a second.
+   */
+  #rowsPerDevice(): Map<string | null, number> {
+    const counts = new Map<string | null, number>();
+    for (
+      const r of this.#db.prepare(
+        "SELECT device, n FROM telemetry_rows WHERE n > 0",
+      ).all()
+    ) {
+      counts.set(r.device === "" ? null : r.device as string, Number(r.n));
+    }
+    return counts;
+  }
+
+  /**
+   * Create `telemetry_rows` and its triggers, counting the rows a database
+   * from before them already holds (once). The single device is ''.
+   */
+  #countRowsPerDevice(): void {
+    const db = this.#db;
+    const exists = db.prepare(
+      "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'telemetry_rows'",
+    ).get();
+    if (exists) return;
+    db.exec(`
+      BEGIN;
+      CREATE TABLE telemetry_rows (
+        device TEXT PRIMARY KEY,
+        n INTEGER NOT NULL
+      ) WITHOUT ROWID;
+      INSERT INTO telemetry_rows (device, n)
+        SELECT coalesce(device, ''), count(*) FROM telemetry GROUP BY device;
+      CREATE TRIGGER telemetry_rows_insert AFTER INSERT ON telemetry BEGIN
+        INSERT OR IGNORE INTO telemetry_rows (device, n)
+          VALUES (coalesce(NEW.device, ''), 0);
+        UPDATE telemetry_rows SET n = n + 1
+          WHERE device = coalesce(NEW.device, '');
+      END;
+      CREATE TRIGGER telemetry_rows_delete AFTER DELETE ON telemetry BEGIN
+        UPDATE telemetry_rows SET n = n - 1
+          WHERE device = coalesce(OLD.device, '');
+      END;
+      COMMIT;
+    `);
   }
 
   /**
@@ -245,8 +309,16 @@ export class History {
     return this.#o.maxBytes;
   }
 
-  /** Apply retention, the alarm row cap and the size cap as of `nowMs`. */
-  prune(nowMs: number = this.#o.now()): PruneReport {
+  /**
+   * Apply retention, the alarm row cap and the size cap as of `nowMs`.
+   * `maxEvictRows` bounds the rows one call evicts at the size cap (the
+   * calls while recording use EVICT_ROWS_PER_CALL, so a pass never stalls
+   * the server; at open, unbounded).
+   */
+  prune(
+    nowMs: number = this.#o.now(),
+    maxEvictRows = Infinity,
+  ): PruneReport {
     const o = this.#o;
     const db = this.#db;
     const changes = (r: { changes: number | bigint }) => Number(r.changes);
@@ -272,7 +344,7 @@ export class History {
         evicted: 0,
         evictedDevices: 0,
       };
-      this.#enforceSize(report);
+      this.#enforceSize(report, maxEvictRows);
       db.exec("COMMIT");
       return report;
     } catch (e) {
@@ -301,31 +373,37 @@ export class History {
     };
   }
 
-  /** Evict the oldest telemetry, largest devices first, until under the cap. */
-  #enforceSize(report: PruneReport): void {
+  /**
+   * Evict the oldest telemetry, largest devices first, until under the cap
+   * (or `maxRows` are gone; the next call goes on).
+   */
+  #enforceSize(report: PruneReport, maxRows: number): void {
     const db = this.#db;
     const target = this.#o.maxBytes * EVICT_TO;
     const devices = new Set<string | null>();
     // Deleting rows frees whole pages only as b-tree pages merge, so the
-    // estimate may fall short: measure again, a few passes at most.
-    for (let pass = 0; pass < 8; pass++) {
+    // estimate may fall short: measure again, a few passes at most (one
+    // when bounded: the next call goes on).
+    const passes = Number.isFinite(maxRows) ? 1 : 8;
+    for (let pass = 0; pass < passes; pass++) {
       const used = this.usedBytes();
       if (used <= (pass === 0 ? this.#o.maxBytes : target)) break;
+      const budget = maxRows - report.evicted;
+      if (budget <= 0) break;
       const { telemetry, alarms } = this.counts();
       if (telemetry === 0) break; // alarms alone: bounded by their row cap
       const perRow = used / (telemetry + alarms);
       const excess = Math.min(
         telemetry,
+        budget,
         Math.max(1, Math.ceil((used - target) / perRow)),
       );
-      const counts = new Map<string | null, number>();
-      for (
-        const r of db.prepare(
-          "SELECT device, count(*) AS n FROM telemetry GROUP BY device",
-        ).all()
-      ) {
-        counts.set(r.device as string | null, Number(r.n));
-      }
+      // A bounded call takes from the largest devices only: one statement
+      // per device is what costs, and the next call's largest are others.
+      const all = this.#rowsPerDevice();
+      const counts = Number.isFinite(maxRows)
+        ? largest(all, EVICT_DEVICES_PER_CALL)
+        : all;
       const del = db.prepare(
         `DELETE FROM telemetry WHERE rowid IN (SELECT rowid FROM telemetry
          WHERE device IS ? ORDER BY ts_ms LIMIT ?)`,
@@ -340,7 +418,7 @@ export class History {
 
   #pruneAndReport(): void {
     if (this.#closed) return;
-    const r = this.prune();
+    const r = this.prune(this.#o.now(), EVICT_ROWS_PER_CALL);
     if (r.evicted > 0) {
       this.#o.log?.(
         `history: database at its ${
@@ -351,8 +429,10 @@ export class History {
   }
 
   #maybePrune(): void {
-    // Pruning every write would cost a count(*) per message; every 1000 is enough.
-    if (++this.#writesSincePrune < 1000) return;
+    // Checking every write would cost a transaction per message; every
+    // PRUNE_EVERY_WRITES is enough, as each call may evict more rows than
+    // were written since (EVICT_ROWS_PER_CALL).
+    if (++this.#writesSincePrune < PRUNE_EVERY_WRITES) return;
     this.#writesSincePrune = 0;
     this.#pruneAndReport();
   }
@@ -401,6 +481,12 @@ export function fairEviction<K>(
     if (take > 0) out.set(k, take);
   }
   return out;
+}
+
+/** The `k` entries with the largest counts (ties: in the order given). */
+function largest<K>(counts: Map<K, number>, k: number): Map<K, number> {
+  if (counts.size <= k) return counts;
+  return new Map([...counts].sort((a, b) => b[1] - a[1]).slice(0, k));
 }
 
 export function openHistory(o: HistoryOptions): History {

@@ -6,6 +6,7 @@ import {
   buildTelemetry,
 } from "../contract.ts";
 import {
+  EVICT_ROWS_PER_CALL,
   fairEviction,
   History,
   parseLimit,
@@ -13,6 +14,7 @@ import {
   toCsv,
 } from "../history.ts";
 import { waitFor } from "./_support.ts";
+import { DatabaseSync } from "node:sqlite";
 
 const T = Date.UTC(2026, 11, 3, 18, 0, 0);
 const tel = (tsMs: number, seq: number, deviceId = 1001) =>
@@ -314,4 +316,102 @@ Deno.test("fairEviction takes from the largest devices down to a common level", 
     4,
   );
   assert.deepEqual([...withNull], [[null, 4]]);
+});
+
+Deno.test("recording at the size cap evicts in bounded steps, fairly, and stays at the cap", () => {
+  const maxBytes = 1024 * 1024;
+  const logs: string[] = [];
+  let now = T - 3_600_000;
+  const h = new History({
+    path: ":memory:",
+    maxBytes,
+    pruneEveryMs: 0,
+    now: () => now,
+    log: (l) => logs.push(l),
+  });
+  try {
+    const devices = 300;
+    let peak = 0;
+    for (let i = 0; i < 20_000; i++) {
+      const d = i % devices;
+      if (d === 0) now += 1000;
+      h.recordTelemetry(tel(now, i, 2000 + d), `inv-${d}`);
+      if (i % 500 === 0) peak = Math.max(peak, h.usedBytes());
+    }
+    // Many eviction calls, each bounded in rows and devices.
+    const steps = logs.map((l) =>
+      /evicted the oldest (\d+) telemetry rows of (\d+) device/.exec(l)
+    ).filter((m) => m !== null);
+    assert.ok(steps.length > 5, logs.join("\n"));
+    for (const [, rows, devs] of steps) {
+      assert.ok(Number(rows) <= EVICT_ROWS_PER_CALL, rows);
+      assert.ok(Number(devs) <= 100, devs);
+    }
+    // Never more than one check interval (1000 rows, ~0.3 MB) over the cap.
+    assert.ok(peak <= maxBytes + 400 * 1024, `peak ${peak}`);
+    // Fair over the calls: every device kept nearly the same number of rows.
+    const kept = Array.from(
+      { length: devices },
+      (_, d) => h.telemetrySince(0, 100_000, `inv-${d}`).length,
+    );
+    assert.ok(
+      Math.max(...kept) - Math.min(...kept) <= 10,
+      `kept ${Math.min(...kept)}..${Math.max(...kept)}`,
+    );
+    assert.equal(kept.reduce((a, b) => a + b, 0), h.counts().telemetry);
+  } finally {
+    h.close();
+  }
+});
+
+Deno.test("per-device row counts: kept by triggers through writes, retention and eviction; counted once for a database from before them", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "history-counts-" });
+  const path = `${dir}/history.db`;
+  const actual = () => {
+    const db = new DatabaseSync(path);
+    try {
+      return Object.fromEntries(
+        db.prepare(
+          "SELECT coalesce(device, '-') AS d, count(*) AS n FROM telemetry GROUP BY device",
+        ).all().map((r) => [r.d as string, Number(r.n)]),
+      );
+    } finally {
+      db.close();
+    }
+  };
+  const kept = (h: History) => {
+    const n = h.counts().telemetry;
+    h.close();
+    return n;
+  };
+  try {
+    let h = new History({ path, now: () => T, pruneEveryMs: 0 });
+    for (let i = 0; i < 30; i++) h.recordTelemetry(tel(T - 100_000 + i, i));
+    for (let i = 0; i < 20; i++) {
+      h.recordTelemetry(tel(T - 50_000 + i, i), "inv-1");
+    }
+    assert.equal(kept(h), 50);
+    assert.deepEqual(actual(), { "-": 30, "inv-1": 20 });
+
+    // A database written before the counts existed: counted at open.
+    const db = new DatabaseSync(path);
+    db.exec(`DROP TRIGGER telemetry_rows_insert;
+      DROP TRIGGER telemetry_rows_delete; DROP TABLE telemetry_rows;`);
+    db.close();
+    h = new History({ path, now: () => T, pruneEveryMs: 0 });
+    assert.equal(h.counts().telemetry, 50);
+    h.close();
+
+    // Retention (at open) takes the single device's older rows: counted.
+    h = new History({
+      path,
+      now: () => T,
+      telemetryRetentionMs: 75_000,
+      pruneEveryMs: 0,
+    });
+    assert.equal(kept(h), 20);
+    assert.deepEqual(actual(), { "inv-1": 20 });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
