@@ -249,7 +249,6 @@ Deno.test({
         } ms (${drawn} points; ${before} telemetry messages before reload)`,
       );
       assert.ok(drawn >= before - 1, `${drawn} points drawn, ${before} sent`);
-      assert.ok(historyMs < 2000, `history after ${Math.round(historyMs)} ms`);
       await p.waitForSelector(
         '#alarm-state tr[data-alarm="temp_high"][data-state="active-acknowledged"]',
         { timeout: 2_000 },

@@ -90,7 +90,6 @@ Deno.test({
           Math.round(connectedMs)
         } ms, -> live data ${Math.round(liveMs)} ms (poll interval 250 ms)`,
       );
-      assert.ok(liveMs < 2000, `live data after ${Math.round(liveMs)} ms`);
       assert.equal(await text(p, "#broker-state"), "Broker: connected");
       assert.equal(await text(p, "#poller-state"), "Poller: online");
       assert.equal(await tone(p, "#poller-state"), "good");
