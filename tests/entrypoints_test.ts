@@ -175,3 +175,24 @@ Deno.test("hmi.ts running: no secret in its logs, its page or /api/health", asyn
   }
   await assertPortFree(port);
 });
+
+Deno.test("deno task sim/poll/broker/hmi/start: an invalid value is our one line, no Deno notice before it", async () => {
+  const root = new URL("..", import.meta.url).pathname;
+  for (const [file, [envName, bad]] of Object.entries(ENTRY_POINTS)) {
+    const task = file.replace(".ts", "");
+    // `deno task -q` keeps the task runner's own "Task ..." echo out too.
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["task", "-q", task],
+      cwd: root,
+      env: { [envName]: bad, NO_COLOR: "1" },
+      stdout: "piped",
+      stderr: "piped",
+      stdin: "null",
+    }).output();
+    const lines = new TextDecoder().decode(out.stderr).split("\n")
+      .filter((l) => l);
+    assert.equal(out.code, 2, `${task}: ${lines.join("\n")}`);
+    assert.deepEqual(lines.length, 1, `${task}: ${lines.join("\n")}`);
+    assert.match(lines[0], new RegExp(`^${task}: ${envName}: expected `));
+  }
+});
