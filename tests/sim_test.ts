@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import Modbus from "modbus-serial";
 import { type Simulator, startSimulator } from "../sim.ts";
-import { assertPortFree, freePort, waitFor } from "./_support.ts";
+import { assertPortFree, freePort, freePortRun, waitFor } from "./_support.ts";
 import { ADDR, DEVICE_ID, fromRaw, REGISTER_MAP } from "../registers.ts";
 
 type Client = InstanceType<typeof Modbus.default>;
@@ -187,20 +187,8 @@ Deno.test("many concurrent clients", async () => {
 });
 
 Deno.test("devices: N serves independent devices on consecutive ports", async () => {
-  // Consecutive free ports are likely, not certain: retry on a clash.
-  let started: { sim: Simulator; lines: string[] } | null = null;
-  let base = 0;
-  for (let attempt = 0; attempt < 10 && !started; attempt++) {
-    base = await freePort();
-    if (base > 65530) continue;
-    try {
-      started = await sim({ port: base, devices: 3 });
-    } catch (e) {
-      if (!/EADDRINUSE|in use/i.test(String(e))) throw e;
-    }
-  }
-  assert.ok(started, "no 3 consecutive free ports");
-  const { sim: s, lines } = started;
+  const base = await freePortRun(3);
+  const { sim: s, lines } = await sim({ port: base, devices: 3 });
   assert.deepEqual(s.ports, [base, base + 1, base + 2]);
   const clients = await Promise.all(s.ports.map((p) => connect(p)));
   try {

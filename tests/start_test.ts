@@ -19,9 +19,7 @@ async function ports(devices = 1) {
   };
 }
 
-type Ports = Awaited<ReturnType<typeof ports>>;
-
-function envFor(p: Ports, dataDir: string) {
+function envFor(p: Awaited<ReturnType<typeof ports>>, dataDir: string) {
   return {
     MODBUS_HOST: "127.0.0.1",
     MODBUS_PORT: String(p.modbus),
@@ -36,34 +34,12 @@ function envFor(p: Ports, dataDir: string) {
   };
 }
 
-/**
- * Free ports are free a moment ago, not reserved: another process on this
- * shared machine may take one (an outgoing connection's ephemeral port)
- * before the stack listens. Retry with fresh ports on EADDRINUSE only;
- * startStack stops what it started when it fails.
- */
-async function startOnFreePorts(
-  devices: number,
-  argv: (p: Ports) => Promise<string[]> | string[],
-  dataDir: string,
-) {
-  for (let attempt = 1;; attempt++) {
-    const p = await ports(devices);
-    const cfg = parseConfig(START_SPEC, await argv(p), envFor(p, dataDir));
-    try {
-      return { p, stack: await startStack(cfg, () => {}) };
-    } catch (e) {
-      if (attempt >= 5 || !/EADDRINUSE/.test(String(e))) throw e;
-    }
-  }
-}
-
 Deno.test("start --sim-devices 3: three simulated devices polled as the fleet inv-1..inv-3, fleet overview served", async () => {
+  const p = await ports(3);
   const dataDir = await Deno.makeTempDir();
-  const { p, stack } = await startOnFreePorts(
-    3,
-    () => ["--sim-devices", "3"],
-    dataDir,
+  const stack = await startStack(
+    parseConfig(START_SPEC, ["--sim-devices", "3"], envFor(p, dataDir)),
+    () => {},
   );
   let sub: Recorder | null = null;
   try {
@@ -98,18 +74,20 @@ Deno.test("start --sim-devices 3: three simulated devices polled as the fleet in
 });
 
 Deno.test("start --devices-file: polls the devices the file names", async () => {
+  const p = await ports();
   const dataDir = await Deno.makeTempDir();
   const file = `${dataDir}/devices.json`;
-  const { p, stack } = await startOnFreePorts(1, async (p) => {
-    await Deno.writeTextFile(
-      file,
-      JSON.stringify({
-        poller: "site",
-        devices: [{ name: "bms-7", host: "127.0.0.1", port: p.modbus }],
-      }),
-    );
-    return ["--devices-file", file];
-  }, dataDir);
+  await Deno.writeTextFile(
+    file,
+    JSON.stringify({
+      poller: "site",
+      devices: [{ name: "bms-7", host: "127.0.0.1", port: p.modbus }],
+    }),
+  );
+  const stack = await startStack(
+    parseConfig(START_SPEC, ["--devices-file", file], envFor(p, dataDir)),
+    () => {},
+  );
   let sub: Recorder | null = null;
   try {
     sub = await Recorder.connect(`mqtt://127.0.0.1:${p.mqtt}`, "demo/#");
