@@ -74,7 +74,7 @@ const EVICT_TO = 0.95;
 /** While recording, prune after this many writes ... */
 const PRUNE_EVERY_WRITES = 1000;
 /**
- * ... and evict at most this many rows per call (~25 ms here): more than
+ * ... and evict at most this many rows per call (≤ ~37 ms here): more than
  * were written since, so the size stays at the cap, but never a pause of a
  * second, which the eviction of 5 % of a large database in one go was.
  */
@@ -239,10 +239,14 @@ export class History {
 
   /** Rows stored (telemetry from the per-device counts: no table scan). */
   counts(): { telemetry: number; alarms: number } {
-    let telemetry = 0;
-    for (const n of this.#rowsPerDevice().values()) telemetry += n;
-    const alarms = this.#db.prepare("SELECT count(*) AS n FROM alarms").get()!;
-    return { telemetry, alarms: Number(alarms.n) };
+    return { telemetry: sum(this.#rowsPerDevice()), alarms: this.#alarmRows() };
+  }
+
+  /** Alarm rows (bounded by `maxAlarmRows`, so counting them is cheap). */
+  #alarmRows(): number {
+    return Number(
+      this.#db.prepare("SELECT count(*) AS n FROM alarms").get()!.n,
+    );
   }
 
   /**
@@ -384,15 +388,16 @@ export class History {
     // Deleting rows frees whole pages only as b-tree pages merge, so the
     // estimate may fall short: measure again, a few passes at most (one
     // when bounded: the next call goes on).
-    const passes = Number.isFinite(maxRows) ? 1 : 8;
-    for (let pass = 0; pass < passes; pass++) {
+    const bounded = Number.isFinite(maxRows);
+    for (let pass = 0; pass < (bounded ? 1 : 8); pass++) {
       const used = this.usedBytes();
       if (used <= (pass === 0 ? this.#o.maxBytes : target)) break;
       const budget = maxRows - report.evicted;
       if (budget <= 0) break;
-      const { telemetry, alarms } = this.counts();
+      const all = this.#rowsPerDevice();
+      const telemetry = sum(all);
       if (telemetry === 0) break; // alarms alone: bounded by their row cap
-      const perRow = used / (telemetry + alarms);
+      const perRow = used / (telemetry + this.#alarmRows());
       const excess = Math.min(
         telemetry,
         budget,
@@ -400,10 +405,7 @@ export class History {
       );
       // A bounded call takes from the largest devices only: one statement
       // per device is what costs, and the next call's largest are others.
-      const all = this.#rowsPerDevice();
-      const counts = Number.isFinite(maxRows)
-        ? largest(all, EVICT_DEVICES_PER_CALL)
-        : all;
+      const counts = bounded ? largest(all, EVICT_DEVICES_PER_CALL) : all;
       const del = db.prepare(
         `DELETE FROM telemetry WHERE rowid IN (SELECT rowid FROM telemetry
          WHERE device IS ? ORDER BY ts_ms LIMIT ?)`,
@@ -482,6 +484,12 @@ export function fairEviction<K>(
   }
   return out;
 }
+
+const sum = (counts: Map<unknown, number>) => {
+  let n = 0;
+  for (const v of counts.values()) n += v;
+  return n;
+};
 
 /** The `k` entries with the largest counts (ties: in the order given). */
 function largest<K>(counts: Map<K, number>, k: number): Map<K, number> {
