@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { VALUES as values } from "./_fixtures.ts";
+import { alarmEvent, VALUES as values } from "./_fixtures.ts";
 import {
   buildAlarmEvent,
   buildBadTelemetry,
@@ -19,15 +19,7 @@ import { DatabaseSync } from "node:sqlite";
 const T = Date.UTC(2026, 11, 3, 18, 0, 0);
 const tel = (tsMs: number, seq: number, deviceId = 1001) =>
   buildTelemetry({ tsMs, deviceId, seq, values });
-const alarm = (tsMs: number) =>
-  buildAlarmEvent({
-    tsMs,
-    deviceId: 1001,
-    alarm: "temp_high",
-    state: "raised",
-    value: 61,
-    message: "m",
-  });
+const alarm = (tsMs: number) => alarmEvent(tsMs);
 
 Deno.test("records telemetry and alarms and reads them back in order", () => {
   const h = new History({ path: ":memory:", now: () => T + 60_000 });
@@ -56,14 +48,7 @@ Deno.test("records telemetry and alarms and reads them back in order", () => {
     for (
       const [i, state] of (["raised", "cleared", "raised"] as const).entries()
     ) {
-      h.recordAlarm(buildAlarmEvent({
-        tsMs: T + i * 10_000,
-        deviceId: 1001,
-        alarm: "temp_high",
-        state,
-        value: 61,
-        message: "m",
-      }));
+      h.recordAlarm(alarmEvent(T + i * 10_000, { state }));
     }
     assert.deepEqual(h.recentAlarms(2).map((a) => a.ts), [
       new Date(T + 20_000).toISOString(),

@@ -11,7 +11,7 @@ import { startHmi } from "../hmi.ts";
 import { buildAlarmEvent, buildTelemetry } from "../contract.ts";
 import { History } from "../history.ts";
 import { Recorder } from "./_mqtt.ts";
-import { VALUES } from "./_fixtures.ts";
+import { alarmEvent, VALUES } from "./_fixtures.ts";
 import { assertPortFree, freePort, waitFor } from "./_support.ts";
 
 async function setup() {
@@ -248,15 +248,7 @@ Deno.test("hostile input on every subscribed topic: huge, malformed, wrong types
       const now = Date.now();
       const good = (seq: number, tsMs = now) =>
         buildTelemetry({ tsMs, deviceId: 1001, seq, values: VALUES });
-      const alarm = (tsMs: number) =>
-        buildAlarmEvent({
-          tsMs,
-          deviceId: 1001,
-          alarm: "temp_high",
-          state: "raised",
-          value: 61,
-          message: "m",
-        });
+      const alarm = (tsMs: number) => alarmEvent(tsMs);
       const huge = JSON.stringify({
         ...good(1),
         pad: "x".repeat(300 * 1024),

@@ -12,9 +12,9 @@ import { HMI_OPTIONS } from "../settings.ts";
 import { startHmi } from "../hmi.ts";
 import { startBroker } from "../broker.ts";
 import { History } from "../history.ts";
-import { buildAlarmEvent, buildTelemetry } from "../contract.ts";
+import { buildTelemetry } from "../contract.ts";
 import { Recorder } from "./_mqtt.ts";
-import { T0, VALUES } from "./_fixtures.ts";
+import { alarmEvent, T0, VALUES } from "./_fixtures.ts";
 import { assertPortFree, freePort, waitFor } from "./_support.ts";
 
 async function withHmi(
@@ -166,17 +166,7 @@ Deno.test("history: fleet devices recorded by name; device= on the API; 400 on a
           values: { ...VALUES, temp_c: temp },
         }),
       );
-    const alarm = (value: number) =>
-      JSON.stringify(
-        buildAlarmEvent({
-          tsMs: now,
-          deviceId: 1001,
-          alarm: "temp_high",
-          state: "raised",
-          value,
-          message: "m",
-        }),
-      );
+    const alarm = (value: number) => JSON.stringify(alarmEvent(now, { value }));
     const send = (topic: string, body: string) =>
       pub.client.publishAsync(topic, body, { qos: 1 });
     await send("ft/telemetry", tel(1, 10));
@@ -248,16 +238,7 @@ Deno.test("History migrates a schema-1 database in place: old rows keep device N
     );
     old.prepare("INSERT INTO alarms (ts_ms, json) VALUES (?, ?)").run(
       T0,
-      JSON.stringify(
-        buildAlarmEvent({
-          tsMs: T0,
-          deviceId: 1001,
-          alarm: "temp_high",
-          state: "raised",
-          value: 61,
-          message: "m",
-        }),
-      ),
+      JSON.stringify(alarmEvent(T0)),
     );
     old.close();
 
