@@ -16,13 +16,13 @@
 import { backoffDelayMs, type BackoffParams } from "./schedule.ts";
 
 export class ReconnectTimer {
-  readonly params: BackoffParams;
+  readonly #params: BackoffParams;
   readonly #random: () => number;
   #failures = 0;
   #timer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(params: BackoffParams, random: () => number = Math.random) {
-    this.params = params;
+    this.#params = params;
     this.#random = random;
   }
 
@@ -44,7 +44,11 @@ export class ReconnectTimer {
   schedule(retry: () => void): { delayMs: number; failures: number } | null {
     if (this.#timer !== undefined) return null;
     this.#failures++;
-    const delayMs = backoffDelayMs(this.#failures, this.params, this.#random());
+    const delayMs = backoffDelayMs(
+      this.#failures,
+      this.#params,
+      this.#random(),
+    );
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
       retry();

@@ -45,6 +45,15 @@ function spec(name: string, port: number, intervalMs = 200): DeviceSpec {
   };
 }
 
+/** `n` simulated devices on OS-picked ports, deterministic, not logging. */
+const quietFleetSim = (n: number) =>
+  startSimulator({
+    host: "127.0.0.1",
+    port: 0,
+    devices: n,
+    noise: 0,
+    log: () => {},
+  });
 /** A TCP server that accepts connections and never answers anything. */
 async function hungServer(): Promise<{ port: number; close(): Promise<void> }> {
   const sockets = new Set<net.Socket>();
@@ -128,13 +137,7 @@ Deno.test("gate: bounds concurrency and hands slots over in order", async () => 
 });
 
 Deno.test("fleet: a hung device never delays the healthy ones", async () => {
-  const sim = await startSimulator({
-    host: "127.0.0.1",
-    port: 0,
-    devices: 4,
-    noise: 0,
-    log: () => {},
-  });
+  const sim = await quietFleetSim(4);
   const hung = await hungServer();
   const broker = await embeddedBroker();
   const seen = new Outcomes();
@@ -330,13 +333,7 @@ async function withSimAndBroker(
     sub: Recorder;
   }) => Promise<void>,
 ): Promise<void> {
-  const sim = await startSimulator({
-    host: "127.0.0.1",
-    port: 0,
-    devices,
-    noise: 0,
-    log: () => {},
-  });
+  const sim = await quietFleetSim(devices);
   const broker = await embeddedBroker();
   const sub = await Recorder.connect(broker.url, "fleet/#");
   try {
@@ -469,13 +466,7 @@ Deno.test({
     "scale-out: two poller processes, each with its own devices file, side by side on one Mosquitto",
   ignore: noMosquitto,
   fn: async () => {
-    const sim = await startSimulator({
-      host: "127.0.0.1",
-      port: 0,
-      devices: 4,
-      noise: 0,
-      log: () => {},
-    });
+    const sim = await quietFleetSim(4);
     const mosq = await startMosquitto({ withWebSocket: false });
     const url = `mqtt://127.0.0.1:${mosq.tcpPort}`;
     const dir = await Deno.makeTempDir();
@@ -575,13 +566,7 @@ Deno.test({
 });
 
 Deno.test("fleet: after a broker restart every device's command topics are subscribed again", async () => {
-  const sim = await startSimulator({
-    host: "127.0.0.1",
-    port: 0,
-    devices: 3,
-    noise: 0,
-    log: () => {},
-  });
+  const sim = await quietFleetSim(3);
   const port = await freePort();
   const start = () =>
     startBroker({ host: "127.0.0.1", tcpPort: port, log: () => {} });
